@@ -1,0 +1,15 @@
+"""serbench: speech emotion recognition benchmarks under hyperparameter optimisation.
+
+Importing this package is cheap (no torch): plugins import ``hookimpl`` from here.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from serbench.hookspecs import hookimpl
+
+try:
+    __version__ = _version("serbench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = ["hookimpl", "__version__"]

@@ -1,0 +1,164 @@
+"""The ``serbench`` command.
+
+Exit codes: 0 success; 2 bad input (one line on stderr, no traceback); 1 internal error;
+130 interrupted (finished trials stay in ``trials.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from serbench.errors import UserError
+
+DEBUG_ENV = "SERBENCH_DEBUG"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2 like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="serbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+
+    validate = commands.add_parser("validate", help="check a job spec, its plugins and its data root")
+    validate.add_argument("job", type=Path)
+    validate.add_argument("--data-root", type=Path, help="folder holding the corpora (default $SERBENCH_DATA)")
+
+    run = commands.add_parser("run", help="run a job: search, final training, result.json")
+    run.add_argument("job", type=Path)
+    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default ./results)")
+    run.add_argument("--data-root", type=Path, help="folder holding the corpora (default $SERBENCH_DATA)")
+    run.add_argument("--force", action="store_true", help="replace earlier results of the same job")
+
+    plugins = commands.add_parser("plugins", help="list installed engines, datasets and backbones")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of a job spec or a result")
+    schema.add_argument("which", choices=["job", "result"])
+
+    doctor = commands.add_parser("doctor", help="check the installation (and --fix what can be fixed)")
+    doctor.add_argument("--fix", action="store_true", help="remove torchaudio's unloadable compiled extension")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _dispatch(build_parser().parse_args(argv))
+    except UserError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted; finished trials are kept in trials.jsonl")
+        return 130
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _error(f"internal error: {exc.__class__.__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)")
+        return 1
+
+
+def _error(message: str) -> None:
+    print(f"serbench: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.version:
+        from serbench import __version__
+
+        print(__version__)
+        return 0
+    handlers = {
+        "validate": cmd_validate,
+        "run": cmd_run,
+        "plugins": cmd_plugins,
+        "schema": cmd_schema,
+        "doctor": cmd_doctor,
+    }
+    if args.command is None:
+        raise UserError("serbench: name a command (validate, run, plugins, schema, doctor); see serbench --help")
+    return handlers[args.command](args)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from serbench.spec import load_job
+    from serbench.study import corpus_root, resolve_plugins
+
+    spec = load_job(args.job)
+    plugins = resolve_plugins(spec)
+    root = corpus_root(spec, plugins.dataset.cls, args.data_root)
+    print(
+        f"{args.job}: ok -- job {spec.name!r}: engine {spec.engine.name}, dataset {spec.dataset.name} "
+        f"at {root}, backbone {spec.backbone.name}, {len(spec.search_space)} hyperparameters, "
+        f"{spec.budget.trials} trials"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from serbench.progress import RichEvents, print_summary
+    from serbench.spec import load_job
+    from serbench.study import Study
+
+    spec = load_job(args.job)
+    out_dir = args.out / spec.name
+    study = Study(spec, out_dir, data_home=args.data_root, events=RichEvents())
+    with study.events:
+        result = study.run(force=args.force)
+    print_summary(result, out_dir)
+    if result.best is None:
+        _error(f"all {len(result.trials)} trials failed; see {out_dir / 'trials.jsonl'}")
+        return 1
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from serbench.plugins import KINDS, registry
+
+    reg = registry()
+    if args.json:
+        print(json.dumps(reg.as_json(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="serbench plugins")
+    for column in ("kind", "name", "package", "version", "plugin"):
+        table.add_column(column)
+    for kind in KINDS:
+        for entry in reg.entries(kind):
+            table.add_row(kind, entry.name, entry.package, entry.version, entry.plugin)
+    Console().print(table)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.which == "job":
+        from serbench.spec import job_schema
+
+        schema: dict[str, Any] = job_schema()
+    else:
+        from serbench.results import result_schema
+
+        schema = result_schema()
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from serbench.doctor import report
+
+    return report(fix=args.fix)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Exceptions that the CLI turns into a one-line message and exit code 2.
+
+Everything a user can get wrong (a spec, a path, a plugin name, a corpus) raises a
+``UserError``; anything else is a bug and exits 1.
+"""
+
+
+class UserError(Exception):
+    """Bad input: the message is shown as is, on one line, with exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(UserError):
+    """A job spec that does not parse or validate."""
+
+
+class PluginError(UserError):
+    """An unknown or conflicting plugin name."""
+
+
+class DataError(UserError):
+    """A corpus that is missing, empty, or holds files that are not audio."""
+
+
+class ModelError(UserError):
+    """A backbone source that cannot be found or loaded."""

@@ -1,0 +1,84 @@
+"""Rich rendering of a study: progress bars for trials and epochs on stderr, and a
+summary table on stdout at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from serbench.results import Result, TrialRecord
+from serbench.study import StudyEvents
+
+
+class RichEvents(StudyEvents):
+    """Use as a context manager around ``Study.run``."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.trials_task = None
+        self.epochs_task = None
+
+    def __enter__(self) -> "RichEvents":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def stage(self, message: str) -> None:
+        self.progress.console.log(message)
+
+    def trials_started(self, total: int) -> None:
+        self.trials_task = self.progress.add_task("trials", total=total, info="")
+
+    def trial_started(self, number: int, params: dict[str, Any], epochs: int) -> None:
+        label = "final" if number < 0 else f"trial {number}"
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+        if self.epochs_task is None:
+            self.epochs_task = self.progress.add_task("epochs", total=epochs, info="")
+        self.progress.reset(self.epochs_task, total=epochs, description=f"{label} epochs", info=shown)
+
+    def epoch_done(self, epoch: int, loss: float) -> None:
+        if self.epochs_task is not None:
+            self.progress.update(self.epochs_task, completed=epoch + 1, info=f"loss {loss:.3f}")
+
+    def trial_done(self, record: TrialRecord) -> None:
+        info = f"last: {record.value:.3f}" if record.status == "ok" else f"last: failed ({record.reason})"
+        self.progress.update(self.trials_task, advance=1, info=info)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def print_summary(result: Result, out_dir: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"job {result.job}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    ok = sum(t.status == "ok" for t in result.trials)
+    table.add_row("trials", f"{len(result.trials)} ({ok} ok), stopped by {result.budget_stop}")
+    if result.best is not None:
+        table.add_row("best trial", f"{result.best.trial}: {result.best.params}")
+        table.add_row("validation BCA", f"{result.best.val_bca:.4f} after {result.best.minutes:.2f} min")
+    for hit in result.thresholds:
+        reached = f"trial {hit.trial} at {hit.minutes:.2f} min" if hit.reached else "not reached"
+        table.add_row(f"val BCA >= {hit.threshold}", reached)
+    if result.test is not None:
+        table.add_row("test BCA", f"{result.test.bca:.4f} (accuracy {result.test.accuracy:.4f}, n={result.test.n})")
+    table.add_row("wall time", f"{result.wall_seconds:.1f} s")
+    table.add_row("result", str(out_dir / "result.json"))
+    console.print(table)

@@ -1,0 +1,198 @@
+"""What a study writes: ``trials.jsonl`` (one line per finished trial, appended as it
+ends) and ``result.json`` (written atomically at the end), with the result's JSON Schema.
+
+Times are seconds of study wall clock, counted from the start of the first trial (data
+loading and model loading, shared by every engine, are reported separately).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrialRecord(Record):
+    """One trial as the engine asked for it and as it came back."""
+
+    number: int = Field(ge=0)
+    params: dict[str, Any] = Field(description="What the engine asked for.")
+    status: Literal["ok", "failed"]
+    value: float | None = Field(None, description="Validation BCA (null when failed).")
+    val_accuracy: float | None = None
+    collapsed: bool = Field(False, description="All validation predictions in one class.")
+    reason: str | None = Field(None, description="Why it failed: error, oom, timeout.")
+    error: str | None = None
+    epoch_losses: list[float] = Field(default_factory=list)
+    duration_s: float = Field(ge=0)
+    cumulative_s: float = Field(ge=0, description="Study seconds when this trial ended.")
+
+
+class ThresholdHit(Record):
+    threshold: float
+    reached: bool
+    trial: int | None = Field(None, description="First trial whose validation BCA reached it.")
+    minutes: float | None = Field(None, description="Study minutes when that trial ended.")
+    efficiency: float | None = Field(None, description="threshold / minutes (BCA per minute).")
+
+
+class Best(Record):
+    trial: int
+    params: dict[str, Any]
+    val_bca: float
+    minutes: float = Field(description="Study minutes when the best trial ended.")
+    efficiency: float | None = Field(description="Best validation BCA per minute to reach it (paper's E).")
+
+
+class Evaluation(Record):
+    """Scores of the final model on a held-out split it never saw during selection."""
+
+    split: str
+    n: int
+    bca: float
+    accuracy: float
+    labels: list[str]
+    per_class_recall: dict[str, float]
+    confusion_matrix: list[list[int]] = Field(description="Rows: true labels; columns: predicted.")
+
+
+class ResourcesUsed(Record):
+    cpus_requested: float
+    cpus_available: float
+    cpu_source: str
+    torch_threads: int
+    memory_requested_gb: float
+    memory_limit_bytes: int | None
+
+
+class DataSummary(Record):
+    dataset: str
+    root: str
+    protocol: dict[str, Any]
+    classes: list[str]
+    sizes: dict[str, int]
+    speakers: dict[str, int]
+    load_seconds: float
+
+
+class PluginVersion(Record):
+    name: str
+    package: str
+    version: str
+
+
+class Versions(Record):
+    serbench: str
+    python: str
+    torch: str
+    transformers: str | None
+    plugins: dict[str, PluginVersion]
+
+
+class Result(Record):
+    schema_version: int = SCHEMA_VERSION
+    job: str
+    status: Literal["completed", "all_failed"]
+    started_at: str
+    finished_at: str
+    spec: dict[str, Any] = Field(description="The job spec as validated.")
+    versions: Versions
+    resources: ResourcesUsed
+    data: DataSummary
+    backbone: dict[str, Any]
+    budget_stop: Literal["trials", "wall_minutes"]
+    trials: list[TrialRecord]
+    best: Best | None
+    thresholds: list[ThresholdHit]
+    final_params: dict[str, Any] | None = Field(None, description="All hyperparameters of the final model.")
+    test: Evaluation | None
+    search_seconds: float
+    final_seconds: float
+    wall_seconds: float
+
+
+def result_schema() -> dict[str, Any]:
+    return Result.model_json_schema()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so a reader never sees a half-written file (tmp + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class TrialJournal:
+    """Append-only ``trials.jsonl``: each finished trial is flushed to disk at once, so a
+    crash loses at most the trial in flight."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, record: TrialRecord) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(record.model_dump_json() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read(self) -> list[TrialRecord]:
+        if not self.path.exists():
+            return []
+        return [TrialRecord.model_validate_json(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def threshold_hits(trials: list[TrialRecord], thresholds: list[float]) -> list[ThresholdHit]:
+    """For each threshold, the first trial whose validation BCA reached it, and when."""
+    hits = []
+    for threshold in thresholds:
+        first = next((t for t in trials if t.status == "ok" and t.value is not None and t.value >= threshold), None)
+        if first is None:
+            hits.append(ThresholdHit(threshold=threshold, reached=False))
+            continue
+        minutes = first.cumulative_s / 60
+        hits.append(
+            ThresholdHit(
+                threshold=threshold,
+                reached=True,
+                trial=first.number,
+                minutes=minutes,
+                efficiency=threshold / minutes if minutes > 0 else None,
+            )
+        )
+    return hits
+
+
+def best_trial(trials: list[TrialRecord]) -> Best | None:
+    """The finished trial with the highest validation BCA (earliest on ties)."""
+    finished = [t for t in trials if t.status == "ok" and t.value is not None]
+    if not finished:
+        return None
+    top = max(finished, key=lambda t: (t.value, -t.number))
+    minutes = top.cumulative_s / 60
+    return Best(
+        trial=top.number,
+        params=top.params,
+        val_bca=top.value,
+        minutes=minutes,
+        efficiency=top.value / minutes if minutes > 0 else None,
+    )

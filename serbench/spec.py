@@ -1,0 +1,308 @@
+"""Job specs: the YAML a user writes, validated by pydantic.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored
+setting. ``load_job`` turns a file into a ``JobSpec`` or raises ``SpecError`` with a
+one-line message naming the file and the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from serbench.errors import SpecError
+
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class StrictModel(BaseModel):
+    """Base for every spec model: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoOptions(StrictModel):
+    """Options model of a plugin that takes none."""
+
+
+def plugin_options(model: type[BaseModel], options: dict[str, Any], where: str) -> BaseModel:
+    """Validate a plugin's ``options`` mapping; ``SpecError`` names ``where.<field>``."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        raise SpecError(describe_validation_error(exc, prefix=where)) from None
+
+
+# --- search space ---------------------------------------------------------------------
+
+
+class FloatParam(StrictModel):
+    """A real-valued hyperparameter in [low, high], optionally sampled on a log scale."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> "FloatParam":
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class IntParam(StrictModel):
+    """An integer hyperparameter in [low, high] (both included), optionally log-scaled."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> "IntParam":
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class ChoiceParam(StrictModel):
+    """A hyperparameter taking one of a list of values (numbers or strings)."""
+
+    type: Literal["choice"]
+    values: list[Union[int, float, str, bool]]
+
+    @field_validator("values")
+    @classmethod
+    def _non_empty_unique(cls, values: list[Any]) -> list[Any]:
+        if not values:
+            raise ValueError("a choice needs at least one value")
+        if len({repr(v) for v in values}) != len(values):
+            raise ValueError("choice values must be distinct")
+        return values
+
+
+def _check_range(low: float, high: float, log: bool) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("low and high must be finite")
+    if low >= high:
+        raise ValueError(f"low ({low}) must be less than high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"a log-scaled range needs low > 0 (got {low})")
+
+
+Param = Annotated[Union[FloatParam, IntParam, ChoiceParam], Field(discriminator="type")]
+
+
+class TrainParams(StrictModel):
+    """The hyperparameters of one fine-tuning run, the paper's four first.
+
+    A job fixes any of them under ``training`` and tunes any under ``search_space``.
+    """
+
+    lr: float = Field(1e-4, gt=0, description="AdamW peak learning rate (cosine-annealed to 0).")
+    epochs: int = Field(3, ge=1, le=1000, description="Training epochs.")
+    unfreeze: int = Field(
+        1, ge=0, description="Epoch index from which the encoder is trained (0: from the start)."
+    )
+    maxlen: int = Field(
+        64000, ge=1600, description="Utterances are cut to this many samples at 16 kHz."
+    )
+    batch_size: int = Field(1, ge=1, le=512, description="Utterances per optimiser step.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    standardize: bool = Field(
+        True,
+        description="Standardise pooled features with the training set's statistics "
+        "(from the frozen pre-trained encoder) before the linear head.",
+    )
+
+
+TUNABLE = tuple(TrainParams.model_fields)
+
+
+# --- dataset ----------------------------------------------------------------------------
+
+
+class HoldoutProtocol(StrictModel):
+    """The paper's protocol, without its leak: a stratified test split by seed, and a
+    stratified validation split carved out of the remaining training data. Only the
+    validation score drives the search; the test split is scored once, at the end."""
+
+    name: Literal["holdout"] = "holdout"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the training split.")
+
+
+Protocol = Annotated[Union[HoldoutProtocol], Field(discriminator="name")]
+
+
+class SubsetSpec(StrictModel):
+    """A stratified, seeded subset of the corpus for quick runs: keep at most
+    ``per_class`` utterances of each class, and/or a ``fraction`` of each class."""
+
+    per_class: int | None = Field(None, ge=1)
+    fraction: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> "SubsetSpec":
+        if self.per_class is None and self.fraction is None:
+            raise ValueError("a subset needs per_class and/or fraction")
+        return self
+
+
+class DatasetSpec(StrictModel):
+    """Which corpus, where it lives, how it is split."""
+
+    name: str = Field(min_length=1, description="Dataset adapter plugin name, e.g. emodb.")
+    root: Path | None = Field(
+        None, description="Corpus folder; default $SERBENCH_DATA/<corpus folder of the adapter>."
+    )
+    protocol: Protocol = Field(default_factory=HoldoutProtocol)
+    subset: SubsetSpec | None = None
+
+
+# --- the rest ---------------------------------------------------------------------------
+
+
+class BackboneSpec(StrictModel):
+    name: str = Field(min_length=1, description="Backbone plugin name, e.g. whisper.")
+    source: str | None = Field(
+        None,
+        min_length=1,
+        description="A local model folder, a name under $SERBENCH_MODELS, or a hub id. "
+        "Model sources can contain code: name only sources you trust.",
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class EngineSpec(StrictModel):
+    name: str = Field(min_length=1, description="Engine plugin name, e.g. random.")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Budget(StrictModel):
+    trials: int = Field(ge=1, le=100_000)
+    wall_minutes: float | None = Field(
+        None, gt=0, description="No new trial starts after this many minutes."
+    )
+
+
+class Resources(StrictModel):
+    cpus: float = Field(2, gt=0, le=1024)
+    memory_gb: float = Field(8, gt=0, le=65536)
+
+
+class JobSpec(StrictModel):
+    """One study: a corpus, a backbone, a search space, an engine and a budget."""
+
+    name: str = Field(pattern=JOB_NAME_PATTERN, description="Used as the results folder name.")
+    seed: int = Field(0, ge=0, lt=2**32)
+    dataset: DatasetSpec
+    backbone: BackboneSpec
+    training: TrainParams = Field(default_factory=TrainParams)
+    search_space: dict[str, Param] = Field(default_factory=dict)
+    engine: EngineSpec
+    budget: Budget
+    resources: Resources = Field(default_factory=Resources)
+    thresholds: list[float] = Field(default_factory=lambda: [0.8, 0.9])
+
+    @field_validator("name")
+    @classmethod
+    def _no_dots_only(cls, name: str) -> str:
+        if ".." in name:
+            raise ValueError("a job name may not contain '..'")
+        return name
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not 0 < value <= 1:
+                raise ValueError(f"threshold {value} is not in (0, 1]")
+        return sorted(set(values))
+
+    @field_validator("search_space")
+    @classmethod
+    def _space_fits_training(cls, space: dict[str, Any]) -> dict[str, Any]:
+        for key, param in space.items():
+            if key not in TUNABLE:
+                raise ValueError(f"unknown hyperparameter {key!r}; known: {', '.join(TUNABLE)}")
+            for value in _extremes(param):
+                try:
+                    TrainParams.model_validate({key: value})
+                except ValidationError as exc:
+                    msg = exc.errors()[0]["msg"]
+                    raise ValueError(f"{key}: value {value!r} is not allowed: {msg}") from None
+        return space
+
+    def train_params(self, overrides: dict[str, Any]) -> TrainParams:
+        """The full set of hyperparameters for a trial: fixed ones plus ``overrides``."""
+        return TrainParams.model_validate({**self.training.model_dump(), **overrides})
+
+
+def _extremes(param: FloatParam | IntParam | ChoiceParam) -> list[Any]:
+    if isinstance(param, ChoiceParam):
+        return list(param.values)
+    return [param.low, param.high]
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def load_job(path: str | os.PathLike[str]) -> JobSpec:
+    """Read and validate a job file; raise ``SpecError`` with a one-line message."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such job file") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+        raise SpecError(f"{path}: cannot read job file ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SpecError(f"{path}: YAML does not parse{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a job file must be a YAML mapping, got {type(data).__name__}")
+    return parse_job(data, source=str(path))
+
+
+def parse_job(data: dict[str, Any], source: str = "<job>") -> JobSpec:
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line: the first error's field path and message, plus a count of the others."""
+    errors = exc.errors()
+    first = errors[0]
+    parts = [prefix] if prefix else []
+    parts += [str(part) for part in first["loc"] if not _is_union_tag(part)]
+    loc = ".".join(parts)
+    msg = first["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    line = f"{loc}: {msg}" if loc else msg
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return line.replace("\n", " ")
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the discriminator value (e.g. 'float') into the location path.
+    return part in {"float", "int", "choice", "holdout"}
+
+
+def job_schema() -> dict[str, Any]:
+    return JobSpec.model_json_schema()
+
