@@ -10,8 +10,9 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from serbench.errors import UserError
 
@@ -89,13 +90,26 @@ def _dispatch(args: argparse.Namespace) -> int:
     return handlers[args.command](args)
 
 
+@contextmanager
+def about(job: Path) -> Iterator[None]:
+    """Prefix bad-input messages with the job file they are about."""
+    try:
+        yield
+    except UserError as exc:
+        message = str(exc)
+        if not message.startswith(str(job)):
+            message = f"{job}: {message}"
+        raise type(exc)(message) from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from serbench.spec import load_job
     from serbench.study import corpus_root, resolve_plugins
 
     spec = load_job(args.job)
-    plugins = resolve_plugins(spec)
-    root = corpus_root(spec, plugins.dataset.cls, args.data_root)
+    with about(args.job):
+        plugins = resolve_plugins(spec)
+        root = corpus_root(spec, plugins.dataset.cls, args.data_root)
     print(
         f"{args.job}: ok -- job {spec.name!r}: engine {spec.engine.name}, dataset {spec.dataset.name} "
         f"at {root}, backbone {spec.backbone.name}, {len(spec.search_space)} hyperparameters, "
@@ -111,9 +125,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_job(args.job)
     out_dir = args.out / spec.name
-    study = Study(spec, out_dir, data_home=args.data_root, events=RichEvents())
-    with study.events:
-        result = study.run(force=args.force)
+    events = RichEvents()
+    with about(args.job):
+        study = Study(spec, out_dir, data_home=args.data_root, events=events)
+        with events.preparing():
+            study.prepare(force=args.force)
+    with events:
+        result = study.run()
     print_summary(result, out_dir)
     if result.best is None:
         _error(f"all {len(result.trials)} trials failed; see {out_dir / 'trials.jsonl'}")

@@ -58,15 +58,24 @@ class SERModel(nn.Module):
     def _encode(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
         """Pooled features ``(len(waves), feature_dim)`` of 16 kHz mono waveforms."""
 
+    def fixed_parameters(self) -> list[nn.Parameter]:
+        """Encoder parameters that are never trained (e.g. a fixed position table)."""
+        return []
+
     def encoder_parameters(self) -> Iterator[nn.Parameter]:
+        """The encoder's trainable parameters."""
+        fixed = {id(p) for p in self.fixed_parameters()}
         for module in self.encoder_modules():
-            yield from module.parameters()
+            yield from (p for p in module.parameters() if id(p) not in fixed)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Head and encoder parameters, the ones an optimiser should hold."""
+        fixed = {id(p) for p in self.fixed_parameters()}
+        return [p for p in self.parameters() if id(p) not in fixed]
 
     def set_encoder_trainable(self, trainable: bool) -> None:
         self.encoder_trainable = trainable
         for param in self.encoder_parameters():
-            if getattr(param, "_serbench_fixed", False):
-                continue  # e.g. a fixed sinusoidal position table
             param.requires_grad_(trainable)
         self.train(self.training)
 

@@ -52,10 +52,13 @@ class Registry:
             hook = getattr(pm.hook, _HOOKS[kind])
             for impl in reversed(hook.get_hookimpls()):  # in registration order
                 package, version = provenance.get(id(impl.plugin)) or _module_provenance(impl.plugin)
-                for cls in impl.function() or []:
+                for cls in _provided(impl, kind):
                     self._add(kind, cls, impl.plugin_name, package, version)
 
     def _add(self, kind: Kind, cls: type, plugin: str, package: str, version: str) -> None:
+        base = _base_class(kind)
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginError(f"plugin {plugin!r} provides {cls!r} as a {kind}, which is not a {base.__name__} subclass")
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r} provides a {kind} without a name")
@@ -80,6 +83,33 @@ class Registry:
 
     def as_json(self) -> dict[str, list[dict[str, str]]]:
         return {f"{kind}s": [entry.as_dict() for entry in self.entries(kind)] for kind in KINDS}
+
+
+def _provided(impl: pluggy.HookImpl, kind: Kind) -> list[type]:
+    """What one hook implementation returns, or a ``PluginError`` naming the plugin."""
+    try:
+        provided = impl.function()
+    except Exception as exc:
+        raise PluginError(f"plugin {impl.plugin_name!r} failed to list its {kind}s: {exc.__class__.__name__}: {exc}") from None
+    if provided is None:
+        return []
+    if not isinstance(provided, (list, tuple)):
+        raise PluginError(f"plugin {impl.plugin_name!r}: {_HOOKS[kind]}() must return a list of classes")
+    return list(provided)
+
+
+def _base_class(kind: Kind) -> type:
+    if kind == "engine":
+        from serbench.engine import Engine
+
+        return Engine
+    if kind == "dataset":
+        from serbench.dataset import DatasetAdapter
+
+        return DatasetAdapter
+    from serbench.backbone import Backbone
+
+    return Backbone
 
 
 def _module_provenance(plugin: Any) -> tuple[str, str]:
@@ -109,8 +139,8 @@ def load_plugins() -> tuple[pluggy.PluginManager, dict[int, tuple[str, str]]]:
             raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc.__class__.__name__}: {exc}") from None
         try:
             pm.register(plugin, name=ep.name)
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {ep.name!r} is invalid: {exc}") from None
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            raise PluginError(f"plugin {ep.name!r} ({ep.value}) cannot be registered: {exc}") from None
         dist = getattr(ep, "dist", None)
         if dist is not None:
             provenance[id(plugin)] = (dist.metadata["Name"], dist.version)

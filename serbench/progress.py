@@ -3,8 +3,9 @@ summary table on stdout at the end."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -30,16 +31,34 @@ class RichEvents(StudyEvents):
         )
         self.trials_task = None
         self.epochs_task = None
+        self.live = False
+        self.status = None
+
+    @contextmanager
+    def preparing(self) -> Iterator[None]:
+        """A transient spinner: if preparation fails on bad input, nothing but the
+        one-line error is left on stderr."""
+        with self.console.status("preparing") as status:
+            self.status = status
+            try:
+                yield
+            finally:
+                self.status = None
 
     def __enter__(self) -> "RichEvents":
         self.progress.start()
+        self.live = True
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
+        self.live = False
 
     def stage(self, message: str) -> None:
-        self.progress.console.log(message)
+        if self.status is not None:
+            self.status.update(message)
+        else:
+            self.progress.console.log(message)
 
     def trials_started(self, total: int) -> None:
         self.trials_task = self.progress.add_task("trials", total=total, info="")
@@ -68,7 +87,7 @@ def print_summary(result: Result, out_dir: Path, console: Console | None = None)
     console = console or Console()
     table = Table(title=f"job {result.job}", show_header=False)
     table.add_column("what")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     ok = sum(t.status == "ok" for t in result.trials)
     table.add_row("trials", f"{len(result.trials)} ({ok} ok), stopped by {result.budget_stop}")
     if result.best is not None:
@@ -80,5 +99,5 @@ def print_summary(result: Result, out_dir: Path, console: Console | None = None)
     if result.test is not None:
         table.add_row("test BCA", f"{result.test.bca:.4f} (accuracy {result.test.accuracy:.4f}, n={result.test.n})")
     table.add_row("wall time", f"{result.wall_seconds:.1f} s")
-    table.add_row("result", str(out_dir / "result.json"))
     console.print(table)
+    console.print(f"result: {out_dir / 'result.json'}", soft_wrap=True, highlight=False)

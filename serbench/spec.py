@@ -35,7 +35,7 @@ def plugin_options(model: type[BaseModel], options: dict[str, Any], where: str) 
     try:
         return model.model_validate(options)
     except ValidationError as exc:
-        raise SpecError(describe_validation_error(exc, prefix=where)) from None
+        raise SpecError(describe_validation_error(exc, options, prefix=where)) from None
 
 
 # --- search space ---------------------------------------------------------------------
@@ -89,9 +89,9 @@ def _check_range(low: float, high: float, log: bool) -> None:
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("low and high must be finite")
     if low >= high:
-        raise ValueError(f"low ({low}) must be less than high ({high})")
+        raise ValueError(f"low ({low:g}) must be less than high ({high:g})")
     if log and low <= 0:
-        raise ValueError(f"a log-scaled range needs low > 0 (got {low})")
+        raise ValueError(f"a log-scaled range needs low > 0 (got {low:g})")
 
 
 Param = Annotated[Union[FloatParam, IntParam, ChoiceParam], Field(discriminator="type")]
@@ -235,7 +235,7 @@ class JobSpec(StrictModel):
                     TrainParams.model_validate({key: value})
                 except ValidationError as exc:
                     msg = exc.errors()[0]["msg"]
-                    raise ValueError(f"{key}: value {value!r} is not allowed: {msg}") from None
+                    raise ValueError(f"{key}: value {value!r} is not allowed ({msg})") from None
         return space
 
     def train_params(self, overrides: dict[str, Any]) -> TrainParams:
@@ -277,30 +277,62 @@ def parse_job(data: dict[str, Any], source: str = "<job>") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(f"{source}: {describe_validation_error(exc)}") from None
+        raise SpecError(f"{source}: {describe_validation_error(exc, data)}") from None
 
 
-def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """One line: the first error's field path and message, plus a count of the others."""
-    errors = exc.errors()
-    first = errors[0]
-    parts = [prefix] if prefix else []
-    parts += [str(part) for part in first["loc"] if not _is_union_tag(part)]
-    loc = ".".join(parts)
-    msg = first["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+def describe_validation_error(exc: ValidationError, data: Any, prefix: str = "") -> str:
+    """One line: the first error's field path and message, plus a count of the others.
+
+    ``data`` is the validated input: pydantic's error locations also hold union member
+    tags (``float``, ``literal[...]``), which are kept out of the path by following the
+    location through the input.
+    """
+    located = []
+    for error in exc.errors():
+        msg = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            msg = "unknown key"
+        path = _input_path(data, error["loc"], error["type"] == "missing")
+        # A validator's message "<key>: ..." about an entry of the field: fold the key in.
+        key, sep, rest = msg.partition(": ")
+        inner = _lookup(data, path)
+        if sep and isinstance(inner, dict) and key in inner:
+            path, msg = path + [key], rest
+        located.append((".".join([prefix] + path if prefix else path), msg))
+    distinct = list(dict.fromkeys(loc for loc, _ in located))
+    loc, msg = located[0]
     line = f"{loc}: {msg}" if loc else msg
-    if len(errors) > 1:
-        line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-    return line.replace("\n", " ")
+    if len(distinct) > 1:
+        line += f" (and errors in {len(distinct) - 1} more field{'s' if len(distinct) > 2 else ''})"
+    return " ".join(line.split())
 
 
-def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the discriminator value (e.g. 'float') into the location path.
-    return part in {"float", "int", "choice", "holdout"}
+def _input_path(data: Any, loc: tuple[Any, ...], missing: bool) -> list[str]:
+    """The parts of ``loc`` that are keys or indexes of the input (and, for a missing
+    field, its name)."""
+    path: list[str] = []
+    current = data
+    for index, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+            path.append(str(part))
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            path.append(str(part))
+        elif missing and index == len(loc) - 1:
+            path.append(str(part))
+    return path
+
+
+def _lookup(data: Any, path: list[str]) -> Any:
+    for part in path:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit():
+            data = data[int(part)]
+        else:
+            return None
+    return data
 
 
 def job_schema() -> dict[str, Any]:

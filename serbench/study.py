@@ -25,7 +25,7 @@ from serbench import __version__
 from serbench.backbone import Backbone
 from serbench.dataset import DatasetAdapter, Utterance, load_audio, resolve_root
 from serbench.engine import Engine, Outcome
-from serbench.errors import DataError, UserError
+from serbench.errors import DataError, PluginError, UserError
 from serbench.plugins import PluginEntry, Registry, registry
 from serbench.protocols import Split, make_split, take_subset
 from serbench.resources import configure_torch_threads, memory_limit_bytes
@@ -66,13 +66,18 @@ class Plugins:
 
 
 def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
-    """The job's plugins, with their options validated (``UserError`` otherwise)."""
+    """The job's plugins, with their options validated.
+
+    Raises ``UserError`` naming the spec field (``engine.name``, ``backbone.options.x``).
+    """
     reg = reg or registry()
-    plugins = Plugins(
-        engine=reg.get("engine", spec.engine.name),
-        dataset=reg.get("dataset", spec.dataset.name),
-        backbone=reg.get("backbone", spec.backbone.name),
-    )
+    found = {}
+    for kind, section in (("engine", spec.engine), ("dataset", spec.dataset), ("backbone", spec.backbone)):
+        try:
+            found[kind] = reg.get(kind, section.name)
+        except PluginError as exc:
+            raise PluginError(f"{kind}.name: {exc}") from None
+    plugins = Plugins(**found)
     plugin_options(plugins.engine.cls.Options, spec.engine.options, "engine.options")
     plugin_options(plugins.backbone.cls.Options, spec.backbone.options, "backbone.options")
     return plugins
@@ -159,14 +164,30 @@ class Study:
 
     # -- the study ---------------------------------------------------------------------
 
-    def run(self, force: bool = False) -> Result:
-        started_at = _now()
-        wall_start = time.perf_counter()
+    def prepare(self, force: bool = False) -> None:
+        """Everything a bad spec, corpus or model source can make fail, before any trial:
+        output folder, threads, corpus, split, audio, backbone, engine."""
+        self.started_at = _now()
+        self.wall_start = time.perf_counter()
         self.prepare_output(force)
-        threads, available = configure_torch_threads(self.spec.resources.cpus)
+        self.threads, self.available = configure_torch_threads(self.spec.resources.cpus)
         self.load_data()
         self.load_backbone()
-        engine = self.make_engine()
+        self.engine = self.make_engine()
+        sizes = self.split.sizes()
+        self.events.stage(
+            f"{self.plugins.dataset.name}: {sum(sizes.values())} utterances, {len(self.classes)} classes; "
+            f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; "
+            f"torch threads {self.threads}"
+        )
+
+    def run(self, force: bool = False) -> Result:
+        """Prepare (unless done), search, train the best configuration, score the test
+        split once, write ``result.json``."""
+        if not hasattr(self, "engine"):
+            self.prepare(force)
+        engine = self.engine
+        threads, available, started_at, wall_start = self.threads, self.available, self.started_at, self.wall_start
 
         trials, budget_stop = self._search(engine)
         search_seconds = trials[-1].cumulative_s if trials else 0.0
@@ -230,10 +251,10 @@ class Study:
         from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
         started = time.perf_counter()
-        train_params = self.spec.train_params(params)
-        self.events.trial_started(number, params, train_params.epochs)
         common = {"number": number, "params": params}
         try:
+            train_params = self.spec.train_params(params)
+            self.events.trial_started(number, params, train_params.epochs)
             model, losses = self._train(train_params, self.split.train)
             val = [self.clips[u.id] for u in self.split.val]
             predicted = self._predict(model, val, train_params.maxlen)

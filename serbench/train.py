@@ -68,7 +68,7 @@ def fit(
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if not getattr(p, "_serbench_fixed", False)],
+        model.trainable_parameters(),
         lr=params.lr,
         weight_decay=params.weight_decay,
     )

@@ -36,10 +36,7 @@ def load_encoder(source: str):
             f"cannot load Whisper model {source!r}: {first} (name a local Hugging Face-format "
             "folder, a folder under $SERBENCH_MODELS, or a hub id reachable from here)"
         ) from None
-    encoder = model.encoder
-    encoder.embed_positions.weight._serbench_fixed = True  # Whisper's sinusoids are not trained
-    encoder.embed_positions.requires_grad_(False)
-    return encoder, feature_extractor
+    return model.encoder, feature_extractor
 
 
 class WhisperSER(SERModel):
@@ -54,6 +51,9 @@ class WhisperSER(SERModel):
 
     def encoder_modules(self):
         return [self.encoder]
+
+    def fixed_parameters(self):
+        return [self.encoder.embed_positions.weight]  # Whisper's sinusoids are not trained
 
     def log_mel(self, wave: np.ndarray) -> torch.Tensor:
         """``(80, frames)`` log-mel of one unpadded clip, ``frames`` even."""

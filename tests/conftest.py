@@ -1,0 +1,98 @@
+"""Shared fixtures. The suite runs on real data and real weights, found through
+``SERBENCH_DATA`` and ``SERBENCH_MODELS`` (default: ``../shared/data`` and
+``../shared/models`` beside the checkout). Missing data fails the run; it never skips."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SERBENCH_DATA") or REPO.parent / "shared" / "data").resolve()
+MODELS = Path(os.environ.get("SERBENCH_MODELS") or REPO.parent / "shared" / "models").resolve()
+REQUIRED = [DATA / "emodb" / "wav", DATA / "ravdess-mini", MODELS / "whisper-tiny.en", MODELS / "whisper-base"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [str(p) for p in REQUIRED if not p.is_dir()]
+    if missing:
+        pytest.exit(
+            "test data missing: " + ", ".join(missing) + " (set SERBENCH_DATA / SERBENCH_MODELS)",
+            returncode=3,
+        )
+    os.environ["SERBENCH_DATA"] = str(DATA)
+    os.environ["SERBENCH_MODELS"] = str(MODELS)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def emodb_root() -> Path:
+    return DATA / "emodb"
+
+
+@pytest.fixture(scope="session")
+def ravdess_mini_root() -> Path:
+    return DATA / "ravdess-mini"
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper() -> Path:
+    return MODELS / "whisper-tiny.en"
+
+
+SMOKE_JOB: dict[str, Any] = {
+    "name": "test_job",
+    "seed": 0,
+    "dataset": {
+        "name": "emodb",
+        "protocol": {"name": "holdout", "test_fraction": 0.2, "val_fraction": 0.25},
+        "subset": {"per_class": 5},
+    },
+    "backbone": {"name": "whisper", "source": "openai/whisper-tiny.en", "options": {"layers": "mean"}},
+    "training": {"batch_size": 4},
+    "search_space": {
+        "lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
+        "epochs": {"type": "int", "low": 1, "high": 2},
+        "unfreeze": {"type": "int", "low": 2, "high": 3},
+        "maxlen": {"type": "choice", "values": [16000, 24000]},
+    },
+    "engine": {"name": "random"},
+    "budget": {"trials": 2},
+    "resources": {"cpus": 2, "memory_gb": 4},
+}
+
+
+@pytest.fixture
+def job_dict() -> dict[str, Any]:
+    """A valid, fast job (frozen-encoder trials on 35 EmoDB utterances) to modify."""
+    return copy.deepcopy(SMOKE_JOB)
+
+
+@pytest.fixture
+def write_job(tmp_path: Path):
+    """Write a job mapping (or raw text) to a YAML file and return its path."""
+
+    def write(job: dict[str, Any] | str, name: str = "job.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(job if isinstance(job, str) else yaml.safe_dump(job), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``serbench`` in-process; return (exit code, stdout, stderr)."""
+    from serbench.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

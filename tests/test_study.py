@@ -1,0 +1,148 @@
+"""A real study end to end: YAML job -> trials.jsonl + schema-valid result.json."""
+
+import json
+
+import jsonschema
+import pytest
+
+from serbench import hookimpl
+from serbench.engine import Engine, Outcome
+from serbench.plugins import Registry, load_plugins
+from serbench.results import result_schema
+from serbench.spec import parse_job
+from serbench.study import Study
+
+
+def read_result(out, job):
+    return json.loads((out / job / "result.json").read_text())
+
+
+def test_smoke_job_writes_a_schema_valid_result(cli, job_dict, write_job, tmp_path):
+    code, out, err = cli("run", write_job(job_dict), "--out", tmp_path)
+    assert code == 0, err
+    result = read_result(tmp_path, "test_job")
+    jsonschema.validate(result, result_schema())
+    assert result["status"] == "completed"
+    assert len(result["trials"]) == 2
+    journal = [json.loads(line) for line in (tmp_path / "test_job" / "trials.jsonl").read_text().splitlines()]
+    assert [t["number"] for t in journal] == [0, 1]
+    assert journal == result["trials"]
+    assert result["data"]["sizes"] == {"train": 21, "val": 7, "test": 7}
+    assert result["test"]["n"] == 7
+    assert 0 <= result["test"]["bca"] <= 1
+    assert sum(map(sum, result["test"]["confusion_matrix"])) == 7
+    assert result["best"]["val_bca"] == max(t["value"] for t in result["trials"])
+    assert result["resources"]["torch_threads"] >= 1
+    assert result["versions"]["plugins"]["engine"] == {"name": "random", "package": "serbench", "version": result["versions"]["serbench"]}
+    assert [h["threshold"] for h in result["thresholds"]] == [0.8, 0.9]
+    assert "result.json" in out
+
+
+def test_same_job_same_trials(job_dict, tmp_path):
+    job_dict["search_space"]["unfreeze"] = {"type": "int", "low": 0, "high": 2}
+    job_dict["budget"]["trials"] = 2
+    spec = parse_job(job_dict)
+    first = Study(spec, tmp_path / "a").run()
+    second = Study(spec, tmp_path / "b").run()
+    assert [t.params for t in first.trials] == [t.params for t in second.trials]
+    assert [t.value for t in first.trials] == [t.value for t in second.trials]
+    assert first.test == second.test
+
+
+class Spy(Study):
+    """Records which clips each phase trains and predicts on."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = {"search": set(), "final": set()}
+        self.phase = "search"
+
+    def _train(self, train_params, utterances):
+        self.seen[self.phase].update(u.id for u in utterances)
+        return super()._train(train_params, utterances)
+
+    def _predict(self, model, clips, maxlen):
+        self.seen[self.phase].update(c.id for c in clips)
+        return super()._predict(model, clips, maxlen)
+
+    def _final_evaluation(self, best):
+        self.phase = "final"
+        return super()._final_evaluation(best)
+
+
+def test_the_test_split_is_never_used_for_selection(job_dict, tmp_path):
+    study = Spy(parse_job(job_dict), tmp_path)
+    study.run()
+    test_ids = {u.id for u in study.split.test}
+    assert study.seen["search"] == {u.id for u in study.split.train + study.split.val}
+    assert not study.seen["search"] & test_ids
+    assert test_ids <= study.seen["final"]
+
+
+def test_wall_clock_budget_stops_the_study(cli, job_dict, write_job, tmp_path):
+    job_dict["budget"] = {"trials": 50, "wall_minutes": 0.0001}
+    code, _, err = cli("run", write_job(job_dict), "--out", tmp_path)
+    assert code == 0, err
+    result = read_result(tmp_path, "test_job")
+    assert result["budget_stop"] == "wall_minutes"
+    assert len(result["trials"]) == 1
+
+
+def test_earlier_results_are_not_overwritten_without_force(cli, job_dict, write_job, tmp_path):
+    job = write_job(job_dict)
+    assert cli("run", job, "--out", tmp_path)[0] == 0
+    before = (tmp_path / "test_job" / "result.json").read_text()
+    code, _, err = cli("run", job, "--out", tmp_path)
+    assert code == 2 and "--force" in err
+    assert (tmp_path / "test_job" / "result.json").read_text() == before
+    assert cli("run", job, "--out", tmp_path, "--force")[0] == 0
+
+
+class Broken(Engine):
+    """Asks for a learning rate the trainer refuses on every other trial."""
+
+    name = "broken-test-engine"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.told = []
+
+    def ask(self, number):
+        return {"lr": -1.0 if number % 2 == 0 else 1e-3}
+
+    def tell(self, number, outcome: Outcome):
+        self.told.append((number, outcome))
+
+
+class BrokenPlugin:
+    @hookimpl
+    def serbench_engines(self):
+        return [Broken]
+
+
+def test_failed_trials_are_recorded_told_and_the_study_goes_on(job_dict, tmp_path):
+    pm, provenance = load_plugins()
+    pm.register(BrokenPlugin(), name="broken")
+    job_dict["engine"] = {"name": "broken-test-engine"}
+    job_dict["search_space"] = {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+    job_dict["budget"]["trials"] = 3
+    study = Study(parse_job(job_dict), tmp_path, reg=Registry(pm, provenance))
+    engines = []
+    study.make_engine = lambda make=study.make_engine: engines.append(make()) or engines[-1]
+    result = study.run()
+    assert [t.status for t in result.trials] == ["failed", "ok", "failed"]
+    assert result.trials[0].reason == "error" and "lr" in result.trials[0].error
+    assert result.trials[0].value is None
+    told = engines[0].told
+    assert [o.status for _, o in told] == ["failed", "ok", "failed"]
+    assert told[1][1].value == result.trials[1].value
+    assert result.best.trial == 1
+    assert result.versions.plugins["engine"].package == BrokenPlugin.__module__.split(".")[0]
+
+
+@pytest.mark.parametrize("field", ["job", "schema"])
+def test_schema_commands_print_json_schema(cli, field):
+    code, out, _ = cli("schema", field if field == "job" else "result")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["type"] == "object" and "properties" in schema

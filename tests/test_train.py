@@ -1,0 +1,91 @@
+"""Fine-tuning: the encoder is frozen, then really trained; runs are deterministic;
+the frozen-feature cache changes nothing but the cost."""
+
+import pytest
+import torch
+
+from serbench.dataset import load_audio
+from serbench.protocols import take_subset
+from serbench.spec import SubsetSpec, TrainParams
+from serbench.train import Clip, FeatureCache, fit, predict
+from serbench_plugins.backbones.whisper import WhisperBackbone
+from serbench_plugins.datasets.emodb import EmoDB
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return WhisperBackbone("openai/whisper-tiny.en")
+
+
+@pytest.fixture(scope="module")
+def clips(emodb_root):
+    utterances = take_subset(EmoDB().scan(emodb_root), SubsetSpec(per_class=2), seed=0)
+    return [Clip(u.id, load_audio(u.path), EmoDB.classes.index(u.label)) for u in utterances]
+
+
+def fresh(backbone, seed=0):
+    torch.manual_seed(seed)
+    return backbone.build(7)
+
+
+def encoder_state(model):
+    return {name: p.detach().clone() for name, p in model.encoder.named_parameters()}
+
+
+def same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_encoder_is_unchanged_while_frozen_and_changes_once_unfrozen(backbone, clips):
+    model = fresh(backbone)
+    before = encoder_state(model)
+    head_before = model.head.weight.detach().clone()
+    snapshots = []
+    params = TrainParams(lr=1e-3, epochs=3, unfreeze=2, maxlen=16000, batch_size=4)
+    fit(model, clips, params, seed=0, on_epoch=lambda epoch, loss: snapshots.append(encoder_state(model)))
+    assert same(before, snapshots[0]) and same(before, snapshots[1])
+    assert not torch.equal(head_before, model.head.weight)
+    changed = [k for k in before if not torch.equal(before[k], snapshots[2][k])]
+    assert "layers.0.fc1.weight" in changed and "conv1.weight" in changed
+    assert "embed_positions.weight" not in changed  # Whisper's fixed sinusoids
+    assert not model.encoder_pristine
+
+
+def test_unfreeze_at_or_after_the_last_epoch_never_trains_the_encoder(backbone, clips):
+    model = fresh(backbone)
+    before = encoder_state(model)
+    fit(model, clips, TrainParams(lr=1e-3, epochs=2, unfreeze=2, maxlen=16000, batch_size=4), seed=0)
+    assert same(before, encoder_state(model))
+    assert model.encoder_pristine
+
+
+def test_same_seed_same_weights(backbone, clips):
+    params = TrainParams(lr=1e-3, epochs=2, unfreeze=1, maxlen=16000, batch_size=2)
+    a, b, c = fresh(backbone), fresh(backbone), fresh(backbone)
+    fit(a, clips, params, seed=3)
+    fit(b, clips, params, seed=3)
+    fit(c, clips, params, seed=4)
+    assert torch.equal(a.head.weight, b.head.weight)
+    assert same(encoder_state(a), encoder_state(b))
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_cached_and_uncached_frozen_training_give_the_same_head(backbone, clips):
+    params = TrainParams(lr=1e-3, epochs=3, unfreeze=3, maxlen=24000, batch_size=1)
+    cache = FeatureCache()
+    cached, uncached = fresh(backbone), fresh(backbone)
+    fit(cached, clips, params, seed=0, cache=cache)
+    fit(uncached, clips, params, seed=0, cache=None)
+    assert len(cache) == len(clips)
+    assert cache.misses == len(clips) and cache.hits > 0
+    assert torch.allclose(cached.head.weight, uncached.head.weight, atol=1e-5)
+    assert (predict(cached, clips, 24000, cache) == predict(uncached, clips, 24000)).all()
+
+
+def test_the_cache_is_bypassed_once_the_encoder_has_trained(backbone, clips):
+    cache = FeatureCache()
+    model = fresh(backbone)
+    fit(model, clips, TrainParams(lr=1e-3, epochs=2, unfreeze=1, maxlen=16000, batch_size=4), seed=0, cache=cache)
+    misses, hits = cache.misses, cache.hits
+    predict(model, clips, 16000, cache)
+    assert (cache.misses, cache.hits) == (misses, hits)
