@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from serbench.data_cmd import add_data_parser, cmd_data
 from serbench.errors import UserError
 
 DEBUG_ENV = "SERBENCH_DEBUG"
@@ -39,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("job", type=Path)
     run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default ./results)")
     run.add_argument("--data-root", type=Path, help="folder holding the corpora (default $SERBENCH_DATA)")
-    run.add_argument("--force", action="store_true", help="replace earlier results of the same job")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--force", action="store_true", help="replace earlier results of the same job")
+    again.add_argument(
+        "--resume", action="store_true", help="continue an interrupted study from its trials.jsonl"
+    )
 
     plugins = commands.add_parser("plugins", help="list installed engines, datasets and backbones")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -49,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check the installation (and --fix what can be fixed)")
     doctor.add_argument("--fix", action="store_true", help="remove torchaudio's unloadable compiled extension")
+
+    add_data_parser(commands)
     return parser
 
 
@@ -84,9 +91,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         "plugins": cmd_plugins,
         "schema": cmd_schema,
         "doctor": cmd_doctor,
+        "data": cmd_data,
     }
     if args.command is None:
-        raise UserError("serbench: name a command (validate, run, plugins, schema, doctor); see serbench --help")
+        raise UserError("serbench: name a command (validate, run, plugins, schema, doctor, data); see serbench --help")
     return handlers[args.command](args)
 
 
@@ -129,12 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     with about(args.job):
         study = Study(spec, out_dir, data_home=args.data_root, events=events)
         with events.preparing():
-            study.prepare(force=args.force)
+            study.prepare(force=args.force, resume=args.resume)
     with events:
         result = study.run()
     print_summary(result, out_dir)
-    if result.best is None:
-        _error(f"all {len(result.trials)} trials failed; see {out_dir / 'trials.jsonl'}")
+    if result.status != "completed":
+        _error(f"{result.status}: some folds had no finished trial; see {out_dir / 'trials.jsonl'}")
         return 1
     return 0
 

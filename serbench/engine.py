@@ -27,6 +27,11 @@ from serbench.spec import ChoiceParam, FloatParam, IntParam, NoOptions
 SearchSpace = Mapping[str, FloatParam | IntParam | ChoiceParam]
 
 
+class SearchExhausted(Exception):
+    """Raised by ``ask`` when the engine has no configuration left (e.g. a finished
+    grid). The study stops that search there and records ``stopped_by: exhausted``."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a trial gave: ``value`` when it finished, ``reason`` when it failed."""
@@ -53,6 +58,11 @@ class Engine(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
+    deterministic_replay: ClassVar[bool] = True
+    """True when a fresh engine (same space, seed and options) that is ``replay``-ed the
+    first trials of a run then asks for exactly what the uninterrupted run asked for
+    next. ``serbench.testing`` checks this when it is True; set it to False if replay
+    only approximates the run (the engine must still accept replayed trials)."""
 
     def __init__(self, space: SearchSpace, seed: int, options: BaseModel | None = None):
         if not space:

@@ -25,3 +25,7 @@ class DataError(UserError):
 
 class ModelError(UserError):
     """A backbone source that cannot be found or loaded."""
+
+
+class NetworkError(UserError):
+    """A download that cannot reach its host or is refused by it."""

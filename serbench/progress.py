@@ -89,7 +89,7 @@ def print_summary(result: Result, out_dir: Path, console: Console | None = None)
     table.add_column("what")
     table.add_column("value", overflow="fold")
     ok = sum(t.status == "ok" for t in result.trials)
-    table.add_row("trials", f"{len(result.trials)} ({ok} ok), stopped by {result.budget_stop}")
+    table.add_row("trials", f"{len(result.trials)} ({ok} ok), stopped by {result.stopped_by}")
     if result.best is not None:
         table.add_row("best trial", f"{result.best.trial}: {result.best.params}")
         table.add_row("validation BCA", f"{result.best.val_bca:.4f} after {result.best.minutes:.2f} min")
@@ -98,6 +98,13 @@ def print_summary(result: Result, out_dir: Path, console: Console | None = None)
         table.add_row(f"val BCA >= {hit.threshold}", reached)
     if result.test is not None:
         table.add_row("test BCA", f"{result.test.bca:.4f} (accuracy {result.test.accuracy:.4f}, n={result.test.n})")
+    elif result.test_summary is not None:
+        summary = result.test_summary
+        table.add_row(
+            "test BCA", f"{summary.bca_mean:.4f} ± {summary.bca_sd:.4f} over {summary.n_folds} folds"
+        )
+    for name, transfer in result.transfer.items():
+        table.add_row(f"transfer {name}", f"BCA {transfer.bca:.4f} (n={transfer.n}, dropped {transfer.dropped})")
     table.add_row("wall time", f"{result.wall_seconds:.1f} s")
     console.print(table)
     console.print(f"result: {out_dir / 'result.json'}", soft_wrap=True, highlight=False)

@@ -25,7 +25,8 @@ class Record(BaseModel):
 class TrialRecord(Record):
     """One trial as the engine asked for it and as it came back."""
 
-    number: int = Field(ge=0)
+    fold: int = Field(0, ge=0, description="Protocol fold (0 for the holdout protocols).")
+    number: int = Field(ge=0, description="Trial number within its fold.")
     params: dict[str, Any] = Field(description="What the engine asked for.")
     status: Literal["ok", "failed"]
     value: float | None = Field(None, description="Validation BCA (null when failed).")
@@ -35,7 +36,7 @@ class TrialRecord(Record):
     error: str | None = None
     epoch_losses: list[float] = Field(default_factory=list)
     duration_s: float = Field(ge=0)
-    cumulative_s: float = Field(ge=0, description="Study seconds when this trial ended.")
+    cumulative_s: float = Field(ge=0, description="Seconds of this fold's search when this trial ended.")
 
 
 class ThresholdHit(Record):
@@ -66,6 +67,62 @@ class Evaluation(Record):
     confusion_matrix: list[list[int]] = Field(description="Rows: true labels; columns: predicted.")
 
 
+class TransferScore(Record):
+    """One final model scored zero-shot on another corpus through the label map."""
+
+    n: int = Field(description="Target utterances scored.")
+    bca: float = Field(description="BCA over the classes the target has.")
+    accuracy: float
+    per_class_recall: dict[str, float]
+    confusion_matrix: list[list[int]]
+
+
+class TransferResult(Record):
+    """Zero-shot scores on one target corpus (mean over folds where there are several)."""
+
+    target: str
+    root: str
+    labels: list[str] = Field(description="The model's classes: rows/columns of the confusion matrix.")
+    label_map: dict[str, str | None]
+    n: int
+    bca: float
+    bca_sd: float
+    bca_per_fold: list[float]
+    accuracy: float
+    per_class_recall: dict[str, float]
+    confusion_matrix: list[list[int]] = Field(description="Summed over folds.")
+    dropped: dict[str, int] = Field(description="Dropped by the label map, per target label.")
+    not_in_model: dict[str, int] = Field(description="Mapped to a class the model was not trained on.")
+    skipped_files: list[str]
+
+
+class FoldResult(Record):
+    """One fold: its search, its chosen configuration and its single test score."""
+
+    fold: int
+    test_speakers: list[str]
+    sizes: dict[str, int]
+    speakers: dict[str, int]
+    stopped_by: Literal["trials", "wall_minutes", "exhausted"]
+    best: Best | None
+    thresholds: list[ThresholdHit]
+    final_params: dict[str, Any] | None = Field(None, description="All hyperparameters of the final model.")
+    test: Evaluation | None
+    search_seconds: float
+    final_seconds: float
+
+
+class TestSummary(Record):
+    """Test scores over folds (one fold for the holdout protocols)."""
+
+    n_folds: int
+    bca_mean: float
+    bca_sd: float = Field(description="Population standard deviation over folds (0 for one fold).")
+    bca_per_fold: list[float]
+    accuracy_mean: float
+    confusion_matrix: list[list[int]] = Field(description="Summed over folds; rows true, columns predicted.")
+
+
 class ResourcesUsed(Record):
     cpus_requested: float
     cpus_available: float
@@ -80,8 +137,11 @@ class DataSummary(Record):
     root: str
     protocol: dict[str, Any]
     classes: list[str]
-    sizes: dict[str, int]
-    speakers: dict[str, int]
+    utterances: int
+    speakers: int
+    label_map: dict[str, str | None] = Field(description="Corpus label -> class; null: dropped.")
+    dropped: dict[str, int] = Field(description="Utterances dropped by the label map, per corpus label.")
+    skipped_files: list[str] = Field(description="Unusable files skipped (dataset.skip_bad_files).")
     load_seconds: float
 
 
@@ -100,9 +160,15 @@ class Versions(Record):
 
 
 class Result(Record):
+    """A finished study. For one-fold protocols ``best``, ``thresholds``, ``test`` and
+    ``final_params`` repeat the fold's; with several folds (LOSO) they are null and
+    ``folds`` plus ``test_summary`` hold the scores."""
+
     schema_version: int = SCHEMA_VERSION
     job: str
-    status: Literal["completed", "all_failed"]
+    status: Literal["completed", "partial", "all_failed"] = Field(
+        description="partial: some folds had no finished trial, so no test score."
+    )
     started_at: str
     finished_at: str
     spec: dict[str, Any] = Field(description="The job spec as validated.")
@@ -110,12 +176,19 @@ class Result(Record):
     resources: ResourcesUsed
     data: DataSummary
     backbone: dict[str, Any]
-    budget_stop: Literal["trials", "wall_minutes"]
+    stopped_by: Literal["trials", "wall_minutes", "exhausted"] = Field(
+        description="What ended the search (of any fold): the trial budget, the wall-clock "
+        "budget, or an engine with nothing left to ask (a finished grid)."
+    )
     trials: list[TrialRecord]
+    folds: list[FoldResult]
     best: Best | None
     thresholds: list[ThresholdHit]
-    final_params: dict[str, Any] | None = Field(None, description="All hyperparameters of the final model.")
+    final_params: dict[str, Any] | None = None
     test: Evaluation | None
+    test_summary: TestSummary | None
+    transfer: dict[str, TransferResult] = Field(default_factory=dict)
+    resumed: int = Field(0, description="Trials read back from trials.jsonl by --resume.")
     search_seconds: float
     final_seconds: float
     wall_seconds: float
@@ -155,10 +228,26 @@ class TrialJournal:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def rewrite(self, records: list[TrialRecord]) -> None:
+        """Replace the journal with ``records`` (drops a line cut short by a crash)."""
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(r.model_dump_json() + "\n" for r in records), encoding="utf-8")
+        os.replace(tmp, self.path)
+
     def read(self) -> list[TrialRecord]:
+        """The journalled trials; a last line cut short by a crash is ignored."""
         if not self.path.exists():
             return []
-        return [TrialRecord.model_validate_json(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = []
+        for index, line in enumerate(lines):
+            try:
+                records.append(TrialRecord.model_validate_json(line))
+            except ValueError:
+                if index == len(lines) - 1:
+                    break
+                raise
+        return records
 
 
 def threshold_hits(trials: list[TrialRecord], thresholds: list[float]) -> list[ThresholdHit]:

@@ -136,21 +136,59 @@ class HoldoutProtocol(StrictModel):
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the training split.")
 
 
-Protocol = Annotated[Union[HoldoutProtocol], Field(discriminator="name")]
+class SpeakerHoldoutProtocol(StrictModel):
+    """Speaker-independent holdout: test speakers (named, or a seeded ``test_fraction``
+    of all speakers) never appear in training or validation, and validation speakers
+    (a seeded ``val_fraction`` of the rest) never appear in training."""
+
+    name: Literal["speaker-holdout"]
+    test_speakers: list[str] | None = Field(None, min_length=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of speakers held out for test.")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the remaining speakers for validation.")
+
+
+class LosoProtocol(StrictModel):
+    """Leave-one-speaker-out with nested selection: one fold per test speaker, and in
+    each fold a complete study (fresh engine, same seed and budget) that selects on
+    validation speakers drawn from the other speakers only. The fold's best
+    configuration is trained on all non-test speakers and scored on the test speaker.
+    Reported: per-fold test BCA, their mean and standard deviation."""
+
+    name: Literal["loso"]
+    val_speakers: int = Field(2, ge=1, description="Speakers per fold held out for validation.")
+    folds: list[str] | None = Field(
+        None, min_length=1, description="Only these test speakers (default: every speaker)."
+    )
+
+
+Protocol = Annotated[
+    Union[HoldoutProtocol, SpeakerHoldoutProtocol, LosoProtocol], Field(discriminator="name")
+]
 
 
 class SubsetSpec(StrictModel):
-    """A stratified, seeded subset of the corpus for quick runs: keep at most
-    ``per_class`` utterances of each class, and/or a ``fraction`` of each class."""
+    """A seeded subset of the corpus for quick runs: only the named ``speakers``, then
+    per class at most ``per_class`` utterances and/or a ``fraction`` (stratified)."""
 
+    speakers: list[str] | None = Field(None, min_length=1)
     per_class: int | None = Field(None, ge=1)
     fraction: float | None = Field(None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _something_to_do(self) -> "SubsetSpec":
-        if self.per_class is None and self.fraction is None:
-            raise ValueError("a subset needs per_class and/or fraction")
+        if self.per_class is None and self.fraction is None and self.speakers is None:
+            raise ValueError("a subset needs speakers, per_class and/or fraction")
         return self
+
+
+class TransferTarget(StrictModel):
+    """Another corpus the final model is scored on, zero-shot, through a label map."""
+
+    name: str = Field(min_length=1, description="Dataset adapter plugin name, e.g. ravdess.")
+    root: Path | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the adapter.")
+    label_map: dict[str, str | None] | None = None
+    subset: SubsetSpec | None = None
 
 
 class DatasetSpec(StrictModel):
@@ -160,8 +198,16 @@ class DatasetSpec(StrictModel):
     root: Path | None = Field(
         None, description="Corpus folder; default $SERBENCH_DATA/<corpus folder of the adapter>."
     )
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the adapter.")
     protocol: Protocol = Field(default_factory=HoldoutProtocol)
     subset: SubsetSpec | None = None
+    label_map: dict[str, str | None] | None = Field(
+        None,
+        description="Corpus label -> class (null drops it); replaces the adapter's default map.",
+    )
+    skip_bad_files: bool = Field(
+        False, description="Skip (and count) unusable files instead of refusing to start."
+    )
 
 
 # --- the rest ---------------------------------------------------------------------------
@@ -206,6 +252,7 @@ class JobSpec(StrictModel):
     search_space: dict[str, Param] = Field(default_factory=dict)
     engine: EngineSpec
     budget: Budget
+    transfer: list[TransferTarget] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     thresholds: list[float] = Field(default_factory=lambda: [0.8, 0.9])
 

@@ -1,17 +1,20 @@
 """The HPO study: one job spec from data to ``result.json``.
 
 1. resolve the job's engine, dataset adapter and backbone from the plugin registry;
-2. list the corpus, take the subset, split it by the protocol, load the audio;
-3. ask the engine for a configuration, fine-tune on ``train``, score BCA on ``val``,
-   tell the engine, journal the trial -- until the trial or wall-clock budget is spent;
-4. train the best configuration on ``train + val`` and score it once on ``test``;
-5. write ``result.json`` atomically.
+2. load the corpus (relabelled, subset) and cut it into the protocol's folds;
+3. in each fold, a search (:mod:`serbench.search`): the engine asks, serbench fine-tunes
+   on ``train`` and scores BCA on ``val``, the engine is told, the trial is journalled;
+4. in each fold, the best configuration is trained on ``train + val`` and scored once on
+   ``test``, and on every transfer target;
+5. ``result.json`` is written atomically.
 
-The test split is never seen before step 4.
+No fold's test data is seen before its step 4.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import time
 from dataclasses import dataclass
@@ -23,19 +26,24 @@ import numpy as np
 
 from serbench import __version__
 from serbench.backbone import Backbone
-from serbench.dataset import DatasetAdapter, Utterance, load_audio, resolve_root
-from serbench.engine import Engine, Outcome
+from serbench.corpus import LoadedCorpus, load_corpus
+from serbench.dataset import DatasetAdapter, Utterance, resolve_root
+from serbench.engine import Engine
 from serbench.errors import DataError, PluginError, UserError
+from serbench.labels import class_order
+from serbench.metrics import evaluate, mean_recall, score_predictions, summarize
 from serbench.plugins import PluginEntry, Registry, registry
-from serbench.protocols import Split, make_split, take_subset
+from serbench.protocols import Fold, make_folds
 from serbench.resources import configure_torch_threads, memory_limit_bytes
 from serbench.results import (
-    Best,
     DataSummary,
     Evaluation,
+    FoldResult,
     PluginVersion,
     ResourcesUsed,
     Result,
+    TransferResult,
+    TransferScore,
     TrialJournal,
     TrialRecord,
     Versions,
@@ -43,9 +51,10 @@ from serbench.results import (
     threshold_hits,
     write_json_atomic,
 )
-from serbench.spec import JobSpec, plugin_options
+from serbench.search import FoldSearch
+from serbench.spec import JobSpec, TransferTarget, plugin_options
 
-MIN_SAMPLES = 1600  # 0.1 s at 16 kHz
+STUDY_FILE = "study.json"  # fingerprint of the spec a journal belongs to
 
 
 class StudyEvents:
@@ -73,22 +82,38 @@ def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
     reg = reg or registry()
     found = {}
     for kind, section in (("engine", spec.engine), ("dataset", spec.dataset), ("backbone", spec.backbone)):
-        try:
-            found[kind] = reg.get(kind, section.name)
-        except PluginError as exc:
-            raise PluginError(f"{kind}.name: {exc}") from None
+        found[kind] = _get(reg, kind, section.name, f"{kind}.name")
+    for index, target in enumerate(spec.transfer):
+        adapter = _get(reg, "dataset", target.name, f"transfer.{index}.name").cls
+        plugin_options(adapter.Options, target.options, f"transfer.{index}.options")
     plugins = Plugins(**found)
+    plugin_options(plugins.dataset.cls.Options, spec.dataset.options, "dataset.options")
     plugin_options(plugins.engine.cls.Options, spec.engine.options, "engine.options")
     plugin_options(plugins.backbone.cls.Options, spec.backbone.options, "backbone.options")
+    if not spec.search_space:
+        raise UserError("search_space: empty; name at least one hyperparameter to tune")
     return plugins
+
+
+def _get(reg: Registry, kind, name: str, field: str) -> PluginEntry:
+    try:
+        return reg.get(kind, name)
+    except PluginError as exc:
+        raise PluginError(f"{field}: {exc}") from None
 
 
 def corpus_root(spec: JobSpec, adapter: type[DatasetAdapter], data_home: Path | None) -> Path:
     return resolve_root(adapter, spec.dataset.root, data_home)
 
 
+def spec_fingerprint(spec: JobSpec) -> str:
+    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class Study:
-    """Runs one job. ``out_dir`` receives ``trials.jsonl`` and ``result.json``."""
+    """Runs one job. ``out_dir`` receives ``study.json``, ``trials.jsonl`` and
+    ``result.json``."""
 
     def __init__(
         self,
@@ -102,49 +127,76 @@ class Study:
         self.out_dir = out_dir
         self.data_home = data_home
         self.events = events or StudyEvents()
-        self.plugins = resolve_plugins(spec, reg)
+        self.registry = reg or registry()
+        self.plugins = resolve_plugins(spec, self.registry)
         self.journal = TrialJournal(out_dir / "trials.jsonl")
+        self.done: list[TrialRecord] = []
 
     # -- setup -------------------------------------------------------------------------
 
-    def prepare_output(self, force: bool) -> None:
-        """Refuse to mix a new study into an old one's files, unless ``force``."""
-        existing = [p for p in (self.journal.path, self.out_dir / "result.json") if p.exists()]
-        if existing and not force:
+    def check_output(self, force: bool, resume: bool) -> None:
+        """A fresh folder, or (``resume``) the journal of the same spec; never a mix.
+        Reads the journal to resume from; writes nothing."""
+        study_file = self.out_dir / STUDY_FILE
+        existing = [p for p in (self.journal.path, self.out_dir / "result.json", study_file) if p.exists()]
+        if resume:
+            if not study_file.exists():
+                raise UserError(f"{self.out_dir}: nothing to resume (no {STUDY_FILE}); run without --resume")
+            if json.loads(study_file.read_text()).get("spec_sha256") != spec_fingerprint(self.spec):
+                raise UserError(f"{self.out_dir}: the job spec changed since the study started; cannot resume it")
+            self.done = self.journal.read()
+        elif existing and not force:
             raise UserError(
                 f"{self.out_dir} already holds results of job {self.spec.name!r}; "
-                "pass --force to replace them or --out to write elsewhere"
+                "pass --resume to continue it, --force to replace it, or --out to write elsewhere"
             )
-        for path in existing:
-            path.unlink()
+
+    def start_output(self, resume: bool) -> None:
+        """Lay out the folder for this study (after everything else was prepared)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "result.json").unlink(missing_ok=True)
+        if resume:
+            self.journal.rewrite(self.done)  # drops a line cut short by a crash
+            return
+        self.journal.path.unlink(missing_ok=True)
+        write_json_atomic(
+            self.out_dir / STUDY_FILE,
+            {"job": self.spec.name, "spec_sha256": spec_fingerprint(self.spec), "started_at": _now()},
+        )
 
     def load_data(self) -> None:
+        """Load the corpus and cut it into folds."""
         spec = self.spec
         adapter_cls: type[DatasetAdapter] = self.plugins.dataset.cls
-        adapter = adapter_cls()
-        self.root = corpus_root(spec, adapter_cls, self.data_home)
-        self.events.stage(f"scanning {adapter_cls.name} at {self.root}")
-        utterances = take_subset(adapter.scan(self.root), spec.dataset.subset, spec.seed)
-        unknown = {u.label for u in utterances} - set(adapter_cls.classes)
-        if unknown:
-            raise DataError(f"{self.root}: labels {sorted(unknown)} are not classes of {adapter_cls.name}")
-        self.classes = [c for c in adapter_cls.classes if any(u.label == c for u in utterances)]
+        options = plugin_options(adapter_cls.Options, spec.dataset.options, "dataset.options")
+        self.corpus: LoadedCorpus = load_corpus(
+            adapter_cls(options),
+            corpus_root(spec, adapter_cls, self.data_home),
+            spec.dataset.label_map,
+            spec.dataset.subset,
+            spec.seed,
+            spec.dataset.skip_bad_files,
+            self.events.stage,
+        )
+        self.classes = class_order({u.label for u in self.corpus.utterances})
         if len(self.classes) < 2:
-            raise DataError(f"{self.root}: needs at least two classes, found {self.classes}")
-        self.split: Split = make_split(utterances, spec.dataset.protocol, spec.seed)
-        self.events.stage(f"loading {len(utterances)} utterances")
-        started = time.perf_counter()
-        self.clips = {u.id: self._clip(u) for u in utterances}
-        self.load_seconds = time.perf_counter() - started
+            raise DataError(f"{self.corpus.root}: needs at least two classes, found {self.classes}")
+        self.corpus.set_class_indices(self.classes)
+        self.clips = self.corpus.clips
+        self.folds: list[Fold] = make_folds(self.corpus.utterances, spec.dataset.protocol, spec.seed)
 
-    def _clip(self, utt: Utterance):
-        from serbench.train import Clip
-
-        wave = load_audio(utt.path)
-        if len(wave) < MIN_SAMPLES:
-            raise DataError(f"{utt.path}: only {len(wave)} samples at 16 kHz; at least {MIN_SAMPLES} needed")
-        return Clip(utt.id, wave, self.classes.index(utt.label))
+    def load_transfer_targets(self) -> None:
+        self.targets: list[tuple[TransferTarget, LoadedCorpus]] = []
+        for target in self.spec.transfer:
+            adapter_cls = self.registry.get("dataset", target.name).cls
+            root = resolve_root(adapter_cls, target.root, self.data_home)
+            options = plugin_options(adapter_cls.Options, target.options, "transfer.options")
+            corpus = load_corpus(
+                adapter_cls(options), root, target.label_map, target.subset, self.spec.seed,
+                self.spec.dataset.skip_bad_files, self.events.stage,
+            )
+            corpus.set_class_indices(self.classes)
+            self.targets.append((target, corpus))
 
     def load_backbone(self) -> None:
         from serbench.train import FeatureCache
@@ -158,133 +210,104 @@ class Study:
     def make_engine(self) -> Engine:
         cls = self.plugins.engine.cls
         options = plugin_options(cls.Options, self.spec.engine.options, "engine.options")
-        if not self.spec.search_space:
-            raise UserError("search_space: empty; name at least one hyperparameter to tune")
         return cls(self.spec.search_space, self.spec.seed, options)
+
+    def prepare(self, force: bool = False, resume: bool = False) -> None:
+        """Everything a bad spec, corpus or model source can make fail, before any trial:
+        output folder, threads, corpora, folds, audio, backbone."""
+        self.started_at = _now()
+        self.wall_start = time.perf_counter()
+        self.check_output(force, resume)
+        self.threads, self.available = configure_torch_threads(self.spec.resources.cpus)
+        self.load_data()
+        self.load_transfer_targets()
+        self.load_backbone()
+        self.make_engine()  # the engine may reject the space or its options
+        self.start_output(resume)
+        self.prepared = True
+        sizes = self.folds[0].split.sizes()
+        folds = f"{len(self.folds)} folds, first: " if len(self.folds) > 1 else ""
+        self.events.stage(
+            f"{self.corpus.adapter}: {len(self.corpus.utterances)} utterances, {len(self.classes)} classes; "
+            f"{folds}train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; torch threads {self.threads}"
+            + (f"; resuming after {len(self.done)} finished trials" if resume else "")
+        )
 
     # -- the study ---------------------------------------------------------------------
 
-    def prepare(self, force: bool = False) -> None:
-        """Everything a bad spec, corpus or model source can make fail, before any trial:
-        output folder, threads, corpus, split, audio, backbone, engine."""
-        self.started_at = _now()
-        self.wall_start = time.perf_counter()
-        self.prepare_output(force)
-        self.threads, self.available = configure_torch_threads(self.spec.resources.cpus)
-        self.load_data()
-        self.load_backbone()
-        self.engine = self.make_engine()
-        sizes = self.split.sizes()
-        self.events.stage(
-            f"{self.plugins.dataset.name}: {sum(sizes.values())} utterances, {len(self.classes)} classes; "
-            f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; "
-            f"torch threads {self.threads}"
-        )
-
-    def run(self, force: bool = False) -> Result:
-        """Prepare (unless done), search, train the best configuration, score the test
-        split once, write ``result.json``."""
-        if not hasattr(self, "engine"):
-            self.prepare(force)
-        engine = self.engine
-        threads, available, started_at, wall_start = self.threads, self.available, self.started_at, self.wall_start
-
-        trials, budget_stop = self._search(engine)
-        search_seconds = trials[-1].cumulative_s if trials else 0.0
-
-        best = best_trial(trials)
-        final_started = time.perf_counter()
-        test = final_params = None
-        if best is not None:
-            self.events.stage(f"training trial {best.trial}'s configuration on train+val, scoring test once")
-            final_params = self.spec.train_params(best.params).model_dump()
-            test = self._final_evaluation(best)
-        final_seconds = time.perf_counter() - final_started
-
-        result = Result(
-            job=self.spec.name,
-            status="completed" if best is not None else "all_failed",
-            started_at=started_at,
-            finished_at=_now(),
-            spec=self.spec.model_dump(mode="json"),
-            versions=self._versions(),
-            resources=ResourcesUsed(
-                cpus_requested=self.spec.resources.cpus,
-                cpus_available=available.cpus,
-                cpu_source=available.source,
-                torch_threads=threads,
-                memory_requested_gb=self.spec.resources.memory_gb,
-                memory_limit_bytes=memory_limit_bytes(),
-            ),
-            data=self._data_summary(),
-            backbone=self.backbone.describe(),
-            budget_stop=budget_stop,
-            trials=trials,
-            best=best,
-            thresholds=threshold_hits(trials, self.spec.thresholds),
-            final_params=final_params,
-            test=test,
-            search_seconds=search_seconds,
-            final_seconds=final_seconds,
-            wall_seconds=time.perf_counter() - wall_start,
-        )
+    def run(self, force: bool = False, resume: bool = False) -> Result:
+        """Prepare (unless done), search and score every fold, write ``result.json``."""
+        if not getattr(self, "prepared", False):
+            self.prepare(force, resume)
+        self.events.trials_started(self.spec.budget.trials * len(self.folds))
+        folds, trials, transfer_scores = [], [], []
+        for fold in self.folds:
+            fold_result, fold_trials, fold_transfer = self._run_fold(fold)
+            folds.append(fold_result)
+            trials += fold_trials
+            transfer_scores.append(fold_transfer)
+        result = self._result(folds, trials, transfer_scores)
         write_json_atomic(self.out_dir / "result.json", result.model_dump(mode="json"))
         return result
 
-    def _search(self, engine: Engine) -> tuple[list[TrialRecord], str]:
-        budget = self.spec.budget
-        trials: list[TrialRecord] = []
-        self.events.trials_started(budget.trials)
-        clock = time.perf_counter()
-        for number in range(budget.trials):
-            if budget.wall_minutes is not None and time.perf_counter() - clock >= budget.wall_minutes * 60:
-                return trials, "wall_minutes"
-            params = engine.ask(number)
-            record = self._trial(number, params, clock)
-            self.journal.append(record)
-            engine.tell(number, Outcome.ok(record.value) if record.status == "ok" else Outcome.failed(record.reason))
-            trials.append(record)
-            self.events.trial_done(record)
-        return trials, "trials"
-
-    def _trial(self, number: int, params: dict[str, Any], clock: float) -> TrialRecord:
-        from sklearn.metrics import accuracy_score, balanced_accuracy_score
-
-        started = time.perf_counter()
-        common = {"number": number, "params": params}
-        try:
-            train_params = self.spec.train_params(params)
-            self.events.trial_started(number, params, train_params.epochs)
-            model, losses = self._train(train_params, self.split.train)
-            val = [self.clips[u.id] for u in self.split.val]
-            predicted = self._predict(model, val, train_params.maxlen)
-            truth = np.array([c.label for c in val])
-            record = TrialRecord(
-                **common,
-                status="ok",
-                value=float(balanced_accuracy_score(truth, predicted)),
-                val_accuracy=float(accuracy_score(truth, predicted)),
-                collapsed=len(set(predicted.tolist())) == 1,
-                epoch_losses=losses,
-                duration_s=time.perf_counter() - started,
-                cumulative_s=time.perf_counter() - clock,
-            )
-        except MemoryError:
-            record = self._failed(common, "oom", "MemoryError", started, clock)
-        except UserError:
-            raise
-        except Exception as exc:  # a diverging or crashing trial must not end the study
-            detail = f"{exc.__class__.__name__}: {exc}"
-            record = self._failed(common, "error", detail, started, clock)
-            self.events.stage(f"trial {number} failed: {detail}")
-        return record
-
-    @staticmethod
-    def _failed(common: dict[str, Any], reason: str, error: str, started: float, clock: float) -> TrialRecord:
-        now = time.perf_counter()
-        return TrialRecord(
-            **common, status="failed", reason=reason, error=error, duration_s=now - started, cumulative_s=now - clock
+    def _run_fold(self, fold: Fold) -> tuple[FoldResult, list[TrialRecord], list[TransferScore]]:
+        done = [r for r in self.done if r.fold == fold.index]
+        search = FoldSearch(
+            fold.index,
+            self.make_engine(),
+            self.spec.budget,
+            lambda number, params: self._trial(fold, number, params),
+            self.journal,
+            self.events.trial_done,
         )
+        trials, stopped_by = search.run(done)
+        best = best_trial(trials)
+        final_started = time.perf_counter()
+        test, transfer, final_params = None, [], None
+        if best is not None:
+            where = f"fold {fold.index}: " if len(self.folds) > 1 else ""
+            self.events.stage(f"{where}training trial {best.trial}'s configuration on train+val, scoring test once")
+            train_params = self.spec.train_params(best.params)
+            final_params = train_params.model_dump()
+            self.events.trial_started(-1, best.params, train_params.epochs)
+            model, _ = self._train(train_params, fold.split.selection)
+            test = self._score(model, [self.clips[u.id] for u in fold.split.test], train_params.maxlen)
+            transfer = [self._score_target(model, corpus, train_params.maxlen) for _, corpus in self.targets]
+        parts = {"train": fold.split.train, "val": fold.split.val, "test": fold.split.test}
+        return (
+            FoldResult(
+                fold=fold.index,
+                test_speakers=list(fold.test_speakers),
+                sizes=fold.split.sizes(),
+                speakers={name: len({u.speaker for u in utts}) for name, utts in parts.items()},
+                stopped_by=stopped_by,
+                best=best,
+                thresholds=threshold_hits(trials, self.spec.thresholds),
+                final_params=final_params,
+                test=test,
+                search_seconds=trials[-1].cumulative_s if trials else 0.0,
+                final_seconds=time.perf_counter() - final_started,
+            ),
+            trials,
+            transfer,
+        )
+
+    def _trial(self, fold: Fold, number: int, params: dict[str, Any]) -> dict[str, Any]:
+        """Train on the fold's train split, score on its validation split."""
+        train_params = self.spec.train_params(params)
+        self.events.trial_started(number, params, train_params.epochs)
+        model, losses = self._train(train_params, fold.split.train)
+        val = [self.clips[u.id] for u in fold.split.val]
+        predicted = self._predict(model, val, train_params.maxlen)
+        truth = np.array([c.label for c in val])
+        score = score_predictions(truth, predicted, self.classes)
+        return {
+            "status": "ok",
+            "value": score.bca,
+            "val_accuracy": score.accuracy,
+            "collapsed": len(set(predicted.tolist())) == 1,
+            "epoch_losses": losses,
+        }
 
     def _train(self, train_params, utterances: list[Utterance]):
         import torch
@@ -302,24 +325,101 @@ class Study:
 
         return predict(model, clips, maxlen, self.cache)
 
-    def _final_evaluation(self, best: Best) -> Evaluation:
-        train_params = self.spec.train_params(best.params)
-        self.events.trial_started(-1, best.params, train_params.epochs)
-        model, _ = self._train(train_params, self.split.selection)
-        test = [self.clips[u.id] for u in self.split.test]
-        return evaluate(np.array([c.label for c in test]), self._predict(model, test, train_params.maxlen), self.classes, "test")
+    def _score(self, model, clips, maxlen: int) -> Evaluation:
+        truth = np.array([c.label for c in clips])
+        return evaluate(truth, self._predict(model, clips, maxlen), self.classes, "test")
+
+    def _score_target(self, model, corpus: LoadedCorpus, maxlen: int) -> TransferScore:
+        """Zero-shot: only target utterances whose class the model knows are scored.
+
+        Target clips are not in the study's feature cache (their ids could collide with
+        the source corpus's), so they always run through the encoder.
+        """
+        from serbench.train import predict
+
+        clips = [c for c in corpus.clips.values() if c.label >= 0]
+        truth = np.array([c.label for c in clips])
+        return score_predictions(truth, predict(model, clips, maxlen, None), self.classes)
+
+    # -- the result --------------------------------------------------------------------
+
+    def _result(self, folds: list[FoldResult], trials: list[TrialRecord], transfer: list[list[TransferScore]]) -> Result:
+        single = folds[0] if len(folds) == 1 else None
+        tested = [f.test for f in folds if f.test is not None]
+        return Result(
+            job=self.spec.name,
+            status="completed" if len(tested) == len(folds) else "partial" if tested else "all_failed",
+            started_at=self.started_at,
+            finished_at=_now(),
+            spec=self.spec.model_dump(mode="json"),
+            versions=self._versions(),
+            resources=ResourcesUsed(
+                cpus_requested=self.spec.resources.cpus,
+                cpus_available=self.available.cpus,
+                cpu_source=self.available.source,
+                torch_threads=self.threads,
+                memory_requested_gb=self.spec.resources.memory_gb,
+                memory_limit_bytes=memory_limit_bytes(),
+            ),
+            data=self._data_summary(),
+            backbone=self.backbone.describe(),
+            stopped_by=next((f.stopped_by for f in folds if f.stopped_by != "trials"), "trials"),
+            trials=trials,
+            folds=folds,
+            best=single.best if single else None,
+            thresholds=single.thresholds if single else [],
+            final_params=single.final_params if single else None,
+            test=single.test if single else None,
+            test_summary=summarize(tested) if tested else None,
+            transfer=self._transfer_results([t for t in transfer if t]),
+            resumed=len(self.done),
+            search_seconds=sum(f.search_seconds for f in folds),
+            final_seconds=sum(f.final_seconds for f in folds),
+            wall_seconds=time.perf_counter() - self.wall_start,
+        )
+
+    def _transfer_results(self, per_fold: list[list[TransferScore]]) -> dict[str, TransferResult]:
+        results = {}
+        for index, (target, corpus) in enumerate(self.targets):
+            scores = [fold_scores[index] for fold_scores in per_fold]
+            if not scores:
+                continue
+            summary = summarize(scores)
+            not_in_model: dict[str, int] = {}
+            for utt in corpus.utterances:
+                if utt.label not in self.classes:
+                    not_in_model[utt.label] = not_in_model.get(utt.label, 0) + 1
+            results[target.name] = TransferResult(
+                target=target.name,
+                root=str(corpus.root),
+                labels=self.classes,
+                label_map=corpus.label_map,
+                n=scores[0].n,
+                bca=summary.bca_mean,
+                bca_sd=summary.bca_sd,
+                bca_per_fold=summary.bca_per_fold,
+                accuracy=summary.accuracy_mean,
+                per_class_recall=mean_recall(scores),
+                confusion_matrix=summary.confusion_matrix,
+                dropped=corpus.dropped,
+                not_in_model=not_in_model,
+                skipped_files=[f"{b.path}: {b.reason}" for b in corpus.skipped],
+            )
+        return results
 
     def _data_summary(self) -> DataSummary:
-        split = self.split
-        parts = {"train": split.train, "val": split.val, "test": split.test}
+        corpus = self.corpus
         return DataSummary(
             dataset=self.plugins.dataset.name,
-            root=str(self.root),
+            root=str(corpus.root),
             protocol=self.spec.dataset.protocol.model_dump(),
             classes=self.classes,
-            sizes=split.sizes(),
-            speakers={name: len({u.speaker for u in utts}) for name, utts in parts.items()},
-            load_seconds=self.load_seconds,
+            utterances=len(corpus.utterances),
+            speakers=len({u.speaker for u in corpus.utterances}),
+            label_map=corpus.label_map,
+            dropped=corpus.dropped,
+            skipped_files=[f"{b.path}: {b.reason}" for b in corpus.skipped],
+            load_seconds=corpus.load_seconds,
         )
 
     def _versions(self) -> Versions:
@@ -341,24 +441,6 @@ class Study:
                 for kind, entry in vars(self.plugins).items()
             },
         )
-
-
-def evaluate(truth: np.ndarray, predicted: np.ndarray, classes: list[str], split: str) -> Evaluation:
-    """BCA, accuracy, per-class recall and confusion matrix over ``classes``."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, recall_score
-
-    labels = list(range(len(classes)))
-    present = sorted(set(truth.tolist()))
-    recalls = recall_score(truth, predicted, labels=present, average=None, zero_division=0)
-    return Evaluation(
-        split=split,
-        n=len(truth),
-        bca=float(balanced_accuracy_score(truth, predicted)),
-        accuracy=float(accuracy_score(truth, predicted)),
-        labels=classes,
-        per_class_recall={classes[i]: float(r) for i, r in zip(present, recalls)},
-        confusion_matrix=confusion_matrix(truth, predicted, labels=labels).tolist(),
-    )
 
 
 def _now() -> str:

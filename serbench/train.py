@@ -10,26 +10,17 @@ frozen epochs then cost a head update, not an encoder pass.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from serbench.dataset import Clip
 from serbench.model import SERModel
 from serbench.spec import TrainParams
 
 EVAL_BATCH = 8
-
-
-@dataclass(frozen=True)
-class Clip:
-    """A clip ready for the model: its id, 16 kHz samples and class index."""
-
-    id: str
-    wave: np.ndarray
-    label: int
 
 
 class FeatureCache:

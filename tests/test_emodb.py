@@ -16,7 +16,7 @@ EMODB_COUNTS = {"anger": 127, "boredom": 81, "disgust": 46, "fear": 69, "happine
 
 
 def test_scan_reads_the_whole_corpus(emodb_root):
-    utterances = EmoDB().scan(emodb_root)
+    utterances = EmoDB().scan(emodb_root).utterances
     assert len(utterances) == 535
     assert len({u.speaker for u in utterances}) == 10
     assert Counter(u.label for u in utterances) == EMODB_COUNTS
@@ -24,7 +24,7 @@ def test_scan_reads_the_whole_corpus(emodb_root):
 
 
 def test_labels_and_speakers_come_from_the_file_name(emodb_root):
-    by_id = {u.id: u for u in EmoDB().scan(emodb_root)}
+    by_id = {u.id: u for u in EmoDB().scan(emodb_root).utterances}
     assert by_id["wav/03a01Fa.wav"].label == "happiness"
     assert by_id["wav/03a01Fa.wav"].speaker == "03"
     assert by_id["wav/16b10Wb.wav"].label == "anger"
@@ -69,3 +69,15 @@ def test_a_file_that_is_not_audio_is_named(tmp_path: Path):
 def test_folder_without_wav_subfolder_is_rejected(tmp_path):
     with pytest.raises(DataError, match="no wav/"):
         EmoDB().scan(tmp_path)
+
+
+def test_names_outside_the_scheme_are_reported_not_read(tmp_path, emodb_root):
+    (tmp_path / "wav").mkdir()
+    real = emodb_root / "wav" / "03a01Fa.wav"
+    (tmp_path / "wav" / "03a01Fa.wav").write_bytes(real.read_bytes())
+    (tmp_path / "wav" / "recording-1.wav").write_bytes(real.read_bytes())
+    (tmp_path / "wav" / "notes.txt").write_text("ignored: not a wav")
+    scan = EmoDB().scan(tmp_path)
+    assert [u.id for u in scan.utterances] == ["wav/03a01Fa.wav"]
+    assert [b.path.name for b in scan.bad] == ["recording-1.wav"]
+    assert "SSTTTEV" in scan.bad[0].reason

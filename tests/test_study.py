@@ -27,7 +27,9 @@ def test_smoke_job_writes_a_schema_valid_result(cli, job_dict, write_job, tmp_pa
     journal = [json.loads(line) for line in (tmp_path / "test_job" / "trials.jsonl").read_text().splitlines()]
     assert [t["number"] for t in journal] == [0, 1]
     assert journal == result["trials"]
-    assert result["data"]["sizes"] == {"train": 21, "val": 7, "test": 7}
+    assert result["folds"][0]["sizes"] == {"train": 21, "val": 7, "test": 7}
+    assert result["data"]["utterances"] == 35 and result["data"]["dropped"] == {}
+    assert result["test_summary"]["bca_mean"] == result["test"]["bca"]
     assert result["test"]["n"] == 7
     assert 0 <= result["test"]["bca"] <= 1
     assert sum(map(sum, result["test"]["confusion_matrix"])) == 7
@@ -50,12 +52,19 @@ def test_same_job_same_trials(job_dict, tmp_path):
 
 
 class Spy(Study):
-    """Records which clips each phase trains and predicts on."""
+    """Records which clips the search and the final scoring train and predict on."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.seen = {"search": set(), "final": set()}
+        self.phase = "final"
+
+    def _trial(self, fold, number, params):
         self.phase = "search"
+        try:
+            return super()._trial(fold, number, params)
+        finally:
+            self.phase = "final"
 
     def _train(self, train_params, utterances):
         self.seen[self.phase].update(u.id for u in utterances)
@@ -65,16 +74,13 @@ class Spy(Study):
         self.seen[self.phase].update(c.id for c in clips)
         return super()._predict(model, clips, maxlen)
 
-    def _final_evaluation(self, best):
-        self.phase = "final"
-        return super()._final_evaluation(best)
-
 
 def test_the_test_split_is_never_used_for_selection(job_dict, tmp_path):
     study = Spy(parse_job(job_dict), tmp_path)
     study.run()
-    test_ids = {u.id for u in study.split.test}
-    assert study.seen["search"] == {u.id for u in study.split.train + study.split.val}
+    split = study.folds[0].split
+    test_ids = {u.id for u in split.test}
+    assert study.seen["search"] == {u.id for u in split.train + split.val}
     assert not study.seen["search"] & test_ids
     assert test_ids <= study.seen["final"]
 
@@ -84,7 +90,7 @@ def test_wall_clock_budget_stops_the_study(cli, job_dict, write_job, tmp_path):
     code, _, err = cli("run", write_job(job_dict), "--out", tmp_path)
     assert code == 0, err
     result = read_result(tmp_path, "test_job")
-    assert result["budget_stop"] == "wall_minutes"
+    assert result["stopped_by"] == "wall_minutes"
     assert len(result["trials"]) == 1
 
 
@@ -133,7 +139,7 @@ def test_failed_trials_are_recorded_told_and_the_study_goes_on(job_dict, tmp_pat
     assert [t.status for t in result.trials] == ["failed", "ok", "failed"]
     assert result.trials[0].reason == "error" and "lr" in result.trials[0].error
     assert result.trials[0].value is None
-    told = engines[0].told
+    told = engines[-1].told
     assert [o.status for _, o in told] == ["failed", "ok", "failed"]
     assert told[1][1].value == result.trials[1].value
     assert result.best.trial == 1
@@ -146,3 +152,55 @@ def test_schema_commands_print_json_schema(cli, field):
     assert code == 0
     schema = json.loads(out)
     assert schema["type"] == "object" and "properties" in schema
+
+
+def test_loso_study_reports_folds_mean_and_sd(job_dict, tmp_path):
+    job_dict["dataset"] = {
+        "name": "emodb",
+        "protocol": {"name": "loso", "val_speakers": 2, "folds": ["03", "08"]},
+        "subset": {"speakers": ["03", "08", "09", "10", "11"], "per_class": 30},
+    }
+    job_dict["budget"]["trials"] = 1
+    result = Study(parse_job(job_dict), tmp_path).run()
+    assert [f.test_speakers for f in result.folds] == [["03"], ["08"]]
+    assert result.best is None and result.test is None
+    summary = result.test_summary
+    assert summary.n_folds == 2
+    assert summary.bca_per_fold == [f.test.bca for f in result.folds]
+    assert summary.bca_mean == pytest.approx(sum(summary.bca_per_fold) / 2)
+    assert summary.bca_sd == pytest.approx(abs(summary.bca_per_fold[0] - summary.bca_per_fold[1]) / 2)
+    assert [t.fold for t in result.trials] == [0, 1]
+    for fold in result.folds:
+        assert fold.speakers == {"train": 2, "val": 2, "test": 1}
+    jsonschema.validate(result.model_dump(mode="json"), result_schema())
+
+
+def test_transfer_scores_the_final_model_on_ravdess_through_the_label_map(job_dict, tmp_path):
+    job_dict["budget"]["trials"] = 1
+    job_dict["transfer"] = [{"name": "ravdess", "root": "ravdess-mini"}]
+    result = Study(parse_job(job_dict), tmp_path).run()
+    transfer = result.transfer["ravdess"]
+    assert transfer.dropped == {"surprised": 4}
+    assert transfer.label_map["calm"] == "neutral" and transfer.label_map["surprised"] is None
+    assert transfer.n == 28  # 32 files, the 4 surprised ones dropped
+    assert sum(map(sum, transfer.confusion_matrix)) == 28
+    assert set(transfer.per_class_recall) == {"anger", "disgust", "fear", "happiness", "neutral", "sadness"}
+    assert transfer.not_in_model == {}
+    assert 0 <= transfer.bca <= 1 and transfer.bca_per_fold == [transfer.bca]
+    jsonschema.validate(result.model_dump(mode="json"), result_schema())
+
+
+def test_a_users_own_labelled_folders_run_as_a_corpus(job_dict, emodb_root, tmp_path):
+    """The folder adapter in a real study: labels are used as they are."""
+    from serbench_plugins.datasets.emodb import EmoDB
+
+    corpus = tmp_path / "mine"
+    for utt in EmoDB().scan(emodb_root).utterances:
+        if utt.label in ("anger", "sadness", "neutral"):
+            (corpus / utt.label.upper()).mkdir(parents=True, exist_ok=True)
+            (corpus / utt.label.upper() / utt.path.name).write_bytes(utt.path.read_bytes())
+    job_dict["dataset"] = {"name": "folder", "root": str(corpus), "subset": {"per_class": 8}}
+    job_dict["budget"]["trials"] = 1
+    result = Study(parse_job(job_dict), tmp_path / "out").run()
+    assert result.data.classes == ["ANGER", "NEUTRAL", "SADNESS"]
+    assert result.data.utterances == 24 and result.test.n == 5

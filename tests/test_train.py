@@ -7,7 +7,8 @@ import torch
 from serbench.dataset import load_audio
 from serbench.protocols import take_subset
 from serbench.spec import SubsetSpec, TrainParams
-from serbench.train import Clip, FeatureCache, fit, predict
+from serbench.dataset import Clip
+from serbench.train import FeatureCache, fit, predict
 from serbench_plugins.backbones.whisper import WhisperBackbone
 from serbench_plugins.datasets.emodb import EmoDB
 
@@ -19,7 +20,7 @@ def backbone():
 
 @pytest.fixture(scope="module")
 def clips(emodb_root):
-    utterances = take_subset(EmoDB().scan(emodb_root), SubsetSpec(per_class=2), seed=0)
+    utterances = take_subset(EmoDB().scan(emodb_root).utterances, SubsetSpec(per_class=2), seed=0)
     return [Clip(u.id, load_audio(u.path), EmoDB.classes.index(u.label)) for u in utterances]
 
 

@@ -87,7 +87,7 @@ def test_a_clip_too_short_for_the_encoder_is_a_data_error(tiny):
 
 def test_frozen_features_carry_emotion(tiny, emodb_root):
     """A linear probe on frozen features beats chance (1/7) by far: the weights are real."""
-    utterances = take_subset(EmoDB().scan(emodb_root), SubsetSpec(per_class=12), seed=0)
+    utterances = take_subset(EmoDB().scan(emodb_root).utterances, SubsetSpec(per_class=12), seed=0)
     speakers = sorted({u.speaker for u in utterances})
     held_out = set(speakers[:3])
     with torch.no_grad():

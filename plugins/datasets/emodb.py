@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from serbench import hookimpl
-from serbench.dataset import DatasetAdapter, Utterance
+from serbench.dataset import BadFile, DatasetAdapter, Scan, Utterance
 from serbench.errors import DataError
 
 EMOTIONS = {
@@ -31,19 +31,22 @@ class EmoDB(DatasetAdapter):
     name = "emodb"
     corpus_dir = "emodb"
     classes = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
+    label_map = {label: label for label in classes}  # EmoDB defines the unified space
     fetch_hint = "EmoDB is distributed at http://emodb.bilderbar.info/download/ (download.zip)."
 
-    def scan(self, root: Path) -> list[Utterance]:
+    def scan(self, root: Path) -> Scan:
         wav_dir = root / "wav"
         if not wav_dir.is_dir():
             raise DataError(f"{root}: not an EmoDB folder (no wav/ sub-folder)")
         utterances = []
+        bad = []
         for path in sorted(wav_dir.iterdir()):
             if path.suffix.lower() != ".wav":
                 continue
             match = FILENAME.match(path.name)
             if match is None:
-                raise DataError(f"{path}: not an EmoDB file name (expected SSTTTEV.wav, e.g. 03a01Fa.wav)")
+                bad.append(BadFile(path, "not an EmoDB file name (expected SSTTTEV.wav, e.g. 03a01Fa.wav)"))
+                continue
             utterances.append(
                 Utterance(
                     id=f"wav/{path.name}",
@@ -52,9 +55,9 @@ class EmoDB(DatasetAdapter):
                     speaker=match["speaker"],
                 )
             )
-        if not utterances:
+        if not utterances and not bad:
             raise DataError(f"{wav_dir}: holds no EmoDB .wav files")
-        return utterances
+        return Scan(utterances, bad)
 
 
 @hookimpl
