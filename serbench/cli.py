@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from serbench.data_cmd import add_data_parser, cmd_data
+from serbench.leaderboard_cmd import add_leaderboard_parser, cmd_leaderboard
 from serbench.errors import UserError
 
 DEBUG_ENV = "SERBENCH_DEBUG"
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--fix", action="store_true", help="remove torchaudio's unloadable compiled extension")
 
     add_data_parser(commands)
+    add_leaderboard_parser(commands)
     return parser
 
 
@@ -92,9 +94,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         "schema": cmd_schema,
         "doctor": cmd_doctor,
         "data": cmd_data,
+        "leaderboard": cmd_leaderboard,
     }
     if args.command is None:
-        raise UserError("serbench: name a command (validate, run, plugins, schema, doctor, data); see serbench --help")
+        raise UserError("serbench: name a command (validate, run, plugins, schema, doctor, data, leaderboard); see serbench --help")
     return handlers[args.command](args)
 
 
