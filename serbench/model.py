@@ -37,18 +37,69 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class LayerMix(nn.Module):
+    """A learned softmax-weighted sum of per-layer pooled vectors ``(B, L, D) -> (B, D)``,
+    standardised like :class:`Standardize` once ``set_statistics`` has run.
+
+    The weights start equal (the mean of the layers) and belong to the head: they train in
+    every epoch, frozen encoder or not, after the feature cache. The standardisation is
+    exact for whatever weights: the training set's per-layer means ``(L, D)`` and, per
+    feature, the covariance across layers ``(D, L, L)`` give the mix's mean ``w @ mean``
+    and variance ``w @ cov_d @ w``. (Standardising each layer before mixing would shrink
+    the mix's spread as the layers average out, and slow the head down.)
+    """
+
+    def __init__(self, layers: int, dim: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(layers))
+        self.register_buffer("mean", torch.zeros(layers, dim))
+        self.register_buffer("cov", torch.zeros(dim, layers, layers))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def weights(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=0)
+
+    def set_statistics(self, features: torch.Tensor) -> None:
+        mean = features.mean(dim=0)
+        centred = features - mean
+        self.mean.copy_(mean)
+        self.cov.copy_(torch.einsum("nld,nmd->dlm", centred, centred) / len(features))
+        self.fitted.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weights()
+        mixed = torch.einsum("bld,l->bd", x, w)
+        if not bool(self.fitted):
+            return mixed
+        variance = torch.einsum("dlm,l,m->d", self.cov, w, w)
+        return (mixed - w @ self.mean) / variance.clamp_min(1e-10).sqrt()
+
+
 class SERModel(nn.Module):
     """Subclasses implement ``_encode`` (batching and masking included) and
-    ``encoder_modules``; ``feature_dim`` is the pooled vector's size. The head is
-    ``Standardize`` followed by one linear layer."""
+    ``encoder_modules``; ``feature_dim`` is the pooled vector's size.
 
-    def __init__(self, feature_dim: int, num_classes: int):
+    A backbone that trains only the top of its encoder may also split it: a *frozen
+    prefix* (``frozen_modules``, never trained, always in eval mode) whose per-clip output
+    ``_prefix_states`` a feature cache keeps for the whole study, and the rest, run by
+    ``_encode_from_prefix``. It then sets ``prefix_rows`` (not ``None``), and unfrozen
+    epochs cost only the trained layers.
+
+    Encoded features are what a feature cache stores: ``(B, feature_dim)``, or with
+    ``feature_layers`` set, one pooled vector per layer, ``(B, feature_layers,
+    feature_dim)``. The head (``norm`` then ``head``) is :class:`Standardize`, or with
+    layers a :class:`LayerMix`, followed by one linear layer.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int, feature_layers: int | None = None):
         super().__init__()
         self.feature_dim = feature_dim
-        self.norm = Standardize(feature_dim)
+        self.feature_layers = feature_layers
+        self.norm = LayerMix(feature_layers, feature_dim) if feature_layers else Standardize(feature_dim)
         self.head = nn.Linear(feature_dim, num_classes)
         self.encoder_trainable = True
         self.encoder_pristine = True  # False once an optimiser step may have changed the encoder
+        self.prefix_rows: int | None = None  # set by models with a cacheable frozen prefix
 
     @abstractmethod
     def encoder_modules(self) -> Sequence[nn.Module]:
@@ -56,7 +107,31 @@ class SERModel(nn.Module):
 
     @abstractmethod
     def _encode(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
-        """Pooled features ``(len(waves), feature_dim)`` of 16 kHz mono waveforms."""
+        """Encoded features of 16 kHz mono waveforms, one row per wave (see the class)."""
+
+    def frozen_modules(self) -> Sequence[nn.Module]:
+        """Encoder modules that never train (the frozen prefix, if any)."""
+        return []
+
+    def _prefix_states(self, waves: Sequence[np.ndarray], maxlen: int) -> list[torch.Tensor]:
+        """Per clip (already cut to ``maxlen``), the frozen prefix's output as one tensor."""
+        raise NotImplementedError(f"{type(self).__name__} has no cacheable frozen prefix")
+
+    def _encode_from_prefix(self, states: Sequence[torch.Tensor], samples: Sequence[int]) -> torch.Tensor:
+        """Features from ``_prefix_states`` of clips of ``samples`` samples (as cut)."""
+        raise NotImplementedError(f"{type(self).__name__} has no cacheable frozen prefix")
+
+    def encode_prefix(self, waves: Sequence[np.ndarray], maxlen: int) -> list[torch.Tensor]:
+        """The frozen prefix's per-clip outputs (no gradients: the prefix never trains)."""
+        with torch.no_grad():
+            return self._prefix_states(waves, maxlen)
+
+    def encode_from_prefix(self, states: Sequence[torch.Tensor], samples: Sequence[int]) -> torch.Tensor:
+        """Features from cached prefix states, with gradients only while the encoder trains;
+        equal to ``encode`` of the same clips."""
+        grad = torch.is_grad_enabled() and self.encoder_trainable
+        with torch.set_grad_enabled(grad):
+            return self._encode_from_prefix(states, samples)
 
     def fixed_parameters(self) -> list[nn.Parameter]:
         """Encoder parameters that are never trained (e.g. a fixed position table)."""
@@ -81,18 +156,33 @@ class SERModel(nn.Module):
 
     def train(self, mode: bool = True) -> "SERModel":
         super().train(mode)
+        frozen = list(self.frozen_modules())
         if not self.encoder_trainable:
-            for module in self.encoder_modules():
-                module.eval()  # a frozen encoder never runs dropout
+            frozen += list(self.encoder_modules())
+        for module in frozen:
+            module.eval()  # a frozen encoder never runs dropout
         return self
 
-    def encode(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
+    def _encode_cut(self, waves: Sequence[np.ndarray], maxlen: int) -> torch.Tensor:
+        """Like ``_encode``, for clips already cut to ``maxlen`` samples. Override when the
+        features depend on ``maxlen`` itself (e.g. a backbone that pads to it)."""
+        return self._encode(waves)
+
+    def input_key(self, samples: int, maxlen: int) -> tuple[int, ...]:
+        """What, besides the audio, a clip's features depend on when it has ``samples``
+        samples and is cut to ``maxlen``: by default only the cut length. A feature cache
+        keys on it, so clips shorter than every ``maxlen`` are encoded once per study."""
+        return (min(samples, maxlen),)
+
+    def encode(self, waves: Sequence[np.ndarray], maxlen: int | None = None) -> torch.Tensor:
+        """Features (see the class docstring) of 16 kHz waveforms, with gradients only
+        while the encoder trains. ``maxlen``: the length the clips were cut to."""
         grad = torch.is_grad_enabled() and self.encoder_trainable
         with torch.set_grad_enabled(grad):
-            return self._encode(waves)
+            return self._encode(waves) if maxlen is None else self._encode_cut(waves, maxlen)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits from pooled features."""
+        """Logits from encoded features."""
         return self.head(self.norm(features))
 
     def forward(self, waves: Sequence[np.ndarray]) -> torch.Tensor:

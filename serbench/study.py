@@ -199,13 +199,14 @@ class Study:
             self.targets.append((target, corpus))
 
     def load_backbone(self) -> None:
-        from serbench.train import FeatureCache
+        from serbench.train import study_cache
 
         options = plugin_options(self.plugins.backbone.cls.Options, self.spec.backbone.options, "backbone.options")
         self.backbone: Backbone = self.plugins.backbone.cls(self.spec.backbone.source, options)
         self.events.stage(f"loading backbone {self.backbone.name} from {self.backbone.source}")
         self.backbone.build(len(self.classes))  # fail now, not in every trial
-        self.cache = FeatureCache()
+        # Frozen features: $SERBENCH_CACHE (persistent) or spilled to <out>/.feature-cache.
+        self.cache = study_cache(self.backbone.cache_key(), self.out_dir, self.spec.resources.memory_gb)
 
     def make_engine(self) -> Engine:
         cls = self.plugins.engine.cls

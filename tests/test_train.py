@@ -73,7 +73,7 @@ def test_same_seed_same_weights(backbone, clips):
 
 def test_cached_and_uncached_frozen_training_give_the_same_head(backbone, clips):
     params = TrainParams(lr=1e-3, epochs=3, unfreeze=3, maxlen=24000, batch_size=1)
-    cache = FeatureCache()
+    cache = FeatureCache(backbone.cache_key())
     cached, uncached = fresh(backbone), fresh(backbone)
     fit(cached, clips, params, seed=0, cache=cache)
     fit(uncached, clips, params, seed=0, cache=None)
@@ -84,9 +84,45 @@ def test_cached_and_uncached_frozen_training_give_the_same_head(backbone, clips)
 
 
 def test_the_cache_is_bypassed_once_the_encoder_has_trained(backbone, clips):
-    cache = FeatureCache()
+    cache = FeatureCache(backbone.cache_key())
     model = fresh(backbone)
     fit(model, clips, TrainParams(lr=1e-3, epochs=2, unfreeze=1, maxlen=16000, batch_size=4), seed=0, cache=cache)
     misses, hits = cache.misses, cache.hits
     predict(model, clips, 16000, cache)
     assert (cache.misses, cache.hits) == (misses, hits)
+
+
+def test_layer_mix_standardises_the_mix_exactly_for_any_weights():
+    from serbench.model import LayerMix
+
+    torch.manual_seed(0)
+    features = torch.randn(200, 4, 6) * torch.tensor([1.0, 3.0, 0.5, 2.0])[None, :, None] + 5
+    mix = LayerMix(4, 6)
+    mix.set_statistics(features)
+    with torch.no_grad():
+        mix.logits.copy_(torch.tensor([0.3, -1.0, 2.0, 0.0]))
+        out = mix(features)
+    assert torch.allclose(out.mean(dim=0), torch.zeros(6), atol=1e-4)
+    assert torch.allclose(out.std(dim=0, unbiased=False), torch.ones(6), atol=1e-4)
+
+
+def test_cached_prefix_and_uncached_partial_fine_tuning_give_the_same_model(clips):
+    """With ``train_layers`` the frozen prefix's outputs come from the cache in unfrozen
+    epochs; the top layer and the head end up as without any cache."""
+    partial = WhisperBackbone("openai/whisper-tiny.en", WhisperBackbone.Options(train_layers=1))
+    params = TrainParams(lr=1e-4, epochs=3, unfreeze=1, maxlen=24000, batch_size=2)
+    cache = FeatureCache(partial.cache_key())
+    cached, uncached = fresh(partial), fresh(partial)
+    before = encoder_state(cached)
+    fit(cached, clips, params, seed=0, cache=cache)
+    fit(uncached, clips, params, seed=0, cache=None)
+    after = encoder_state(cached)
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("layers.3.", "layer_norm.")) for k in changed)
+    assert cache.misses == 2 * len(clips)  # each clip once pooled, once as a prefix state
+    misses = cache.misses
+    assert (predict(cached, clips, 24000, cache) == predict(uncached, clips, 24000)).all()
+    assert cache.misses == misses  # predictions reuse the prefix states
+    for key, value in encoder_state(uncached).items():
+        assert torch.allclose(after[key], value, atol=1e-5), key
+    assert torch.allclose(cached.head.weight, uncached.head.weight, atol=1e-5)

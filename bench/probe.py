@@ -1,0 +1,157 @@
+"""Which Whisper options make the best frozen features? A speaker-independent probe.
+
+For each model and pad policy, every EmoDB clip (cut to ``--maxlen``) is encoded once with
+``layers: weighted``, which yields the pooled vector of every hidden state; the ``last``
+and ``mean`` features are taken from those (the same numbers those options compute). Then,
+leave-one-speaker-out over EmoDB's 10 speakers:
+
+- ``lr_*``: StandardScaler + LogisticRegression (C = 1), as in the model folders'
+  PROVENANCE.md, on ``last``, ``mean`` and ``concat`` (all hidden states side by side: a
+  linear head over every layer, the most a weighted sum of layers could express);
+- ``head_*``: serbench's own head trained by ``serbench.train.fit`` on the frozen encoder
+  (``--lr``, ``--epochs``, batch 8), for ``last``, ``mean`` and ``weighted``.
+
+Prints one JSON object: mean and sd of the per-speaker BCA for each, and encoding seconds.
+
+    python bench/probe.py [--models whisper-tiny.en,whisper-base] [--pads none,30s]
+                          [--per-class N] [--cache DIR]
+
+``--cache DIR`` (default ``$SERBENCH_CACHE``; else a temporary folder) keeps the features,
+so a rerun only trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="whisper-tiny.en,whisper-base")
+    parser.add_argument("--pads", default="none,30s")
+    parser.add_argument("--maxlen", type=int, default=160000)
+    parser.add_argument("--per-class", type=int, default=0, help="stratified subset (0: all 535 clips)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--cache", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("SERBENCH_DATA", str(REPO.parent / "shared" / "data"))
+    os.environ.setdefault("SERBENCH_MODELS", str(REPO.parent / "shared" / "models"))
+    import torch
+
+    from serbench.dataset import Clip, load_audio
+    from serbench.protocols import take_subset
+    from serbench.resources import configure_torch_threads
+    from serbench.spec import SubsetSpec
+    from serbench_plugins.datasets.emodb import EmoDB
+
+    threads, _ = configure_torch_threads(64)
+    utterances = EmoDB().scan(Path(os.environ["SERBENCH_DATA"]) / "emodb").utterances
+    if args.per_class:
+        utterances = take_subset(utterances, SubsetSpec(per_class=args.per_class), seed=0)
+    clips = [Clip(u.id, load_audio(u.path), EmoDB.classes.index(u.label)) for u in utterances]
+    speakers = np.array([u.speaker for u in utterances])
+    scratch = tempfile.TemporaryDirectory(prefix="serbench-probe-")
+    cache_dir = args.cache or Path(os.environ.get("SERBENCH_CACHE") or scratch.name)
+    report = {"clips": len(clips), "speakers": len(set(speakers)), "maxlen": args.maxlen, "threads": threads,
+              "head": {"lr": args.lr, "epochs": args.epochs, "batch_size": 8}, "results": {}}
+    for model_name in args.models.split(","):
+        for pad in args.pads.split(","):
+            started = time.perf_counter()
+            per_layer, backbone = _features(model_name, pad, clips, args.maxlen, cache_dir)
+            entry = {"encode_s": round(time.perf_counter() - started, 1)}
+            entry.update(_lr_probes(per_layer, clips, speakers))
+            entry.update(_head_probes(backbone, per_layer, clips, speakers, args, torch))
+            report["results"][f"{model_name}/pad={pad}"] = entry
+            print(f"{model_name} pad={pad}: {entry}", file=sys.stderr)
+    print(json.dumps(report, indent=1))
+
+
+def _features(model_name, pad, clips, maxlen, cache_dir):
+    """``(N, L+1, D)`` pooled hidden states of every clip, via a persistent cache."""
+    import torch
+
+    from serbench.train import FeatureCache
+    from serbench_plugins.backbones.whisper import WhisperBackbone, WhisperOptions
+
+    backbone = WhisperBackbone(model_name, WhisperOptions(layers="weighted", pad=pad))
+    torch.manual_seed(0)
+    model = backbone.build(7)
+    model.set_encoder_trainable(False)
+    cache = FeatureCache(backbone.cache_key(), folder=cache_dir, persistent=True)
+    return cache.features(model, clips, maxlen).numpy(), backbone
+
+
+def _views(per_layer: np.ndarray) -> dict[str, np.ndarray]:
+    return {"last": per_layer[:, -1], "mean": per_layer[:, 1:].mean(axis=1), "concat": per_layer.reshape(len(per_layer), -1)}
+
+
+def _lr_probes(per_layer, clips, speakers) -> dict[str, dict[str, float]]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.array([c.label for c in clips])
+    out = {}
+    for view, x in _views(per_layer).items():
+        scores = []
+        for speaker in sorted(set(speakers)):
+            test = speakers == speaker
+            scaler = StandardScaler().fit(x[~test])
+            probe = LogisticRegression(C=1.0, max_iter=3000).fit(scaler.transform(x[~test]), labels[~test])
+            scores.append(balanced_accuracy_score(labels[test], probe.predict(scaler.transform(x[test]))))
+        out[f"lr_{view}"] = _summary(scores)
+    return out
+
+
+def _head_probes(backbone, per_layer, clips, speakers, args, torch) -> dict[str, dict[str, float]]:
+    """serbench's head on frozen features; the cache is filled from ``per_layer`` under
+    each layer option's own key, so no clip is encoded again."""
+    from serbench.metrics import score_predictions
+    from serbench.spec import TrainParams
+    from serbench.train import FeatureCache, fit, predict
+    from serbench_plugins.backbones.whisper import WhisperBackbone, WhisperOptions
+    from serbench_plugins.datasets.emodb import EmoDB
+
+    params = TrainParams(lr=args.lr, epochs=args.epochs, unfreeze=args.epochs, maxlen=args.maxlen, batch_size=8)
+    views = {"last": per_layer[:, -1], "mean": per_layer[:, 1:].mean(axis=1), "weighted": per_layer}
+    out = {}
+    for layers, x in views.items():
+        option = WhisperBackbone(backbone.source, WhisperOptions(layers=layers, pad=backbone.options.pad))
+        option._pretrained = backbone._pretrained
+        cache = FeatureCache(option.cache_key())
+        torch.manual_seed(0)
+        model = option.build(7)
+        for clip, vector in zip(clips, x):
+            cache.store.put(cache.key(model, clip, args.maxlen), torch.from_numpy(np.ascontiguousarray(vector)))
+        scores = []
+        for speaker in sorted(set(speakers)):
+            train = [c for c, s in zip(clips, speakers) if s != speaker]
+            test = [c for c, s in zip(clips, speakers) if s == speaker]
+            torch.manual_seed(0)
+            model = option.build(7)
+            fit(model, train, params, seed=0, cache=cache)
+            truth = np.array([c.label for c in test])
+            scores.append(score_predictions(truth, predict(model, test, args.maxlen, cache), EmoDB.classes).bca)
+        assert cache.misses == 0
+        out[f"head_{layers}"] = _summary(scores)
+    return out
+
+
+def _summary(scores) -> dict[str, float]:
+    return {"bca": round(float(np.mean(scores)), 3), "sd": round(float(np.std(scores)), 3)}
+
+
+if __name__ == "__main__":
+    main()
