@@ -18,8 +18,9 @@ on the same EmoDB clips (all 535, or a stratified subset with ``--quick``).
    forward + backward FLOPs per second of audio (counted by
    ``torch.utils.flop_counter.FlopCounterMode`` on each clip alone), and the fraction.
 
-    python bench/speed.py --quick          # whisper-tiny.en, 42 clips; about 2 minutes
-    python bench/speed.py                  # whisper-base, all of EmoDB; under 30 minutes
+    python bench/speed.py --quick          # whisper-tiny.en, 42 clips, 5 trials; about 2 minutes
+    python bench/speed.py                  # whisper-tiny.en, all of EmoDB; under 30 minutes
+    python bench/speed.py --backbone whisper-base   # about 5x the encoder cost
 
 Data and models: ``$SERBENCH_DATA`` / ``$SERBENCH_MODELS`` (default ``../shared/data`` and
 ``../shared/models`` beside the checkout). Timings on a machine shared with other work
@@ -43,13 +44,15 @@ MAXLENS = [32000, 48000, 64000, 80000, 112000, 160000]  # the paper's choices
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="serbench speed benchmark (prints one JSON object)")
     parser.add_argument("--quick", action="store_true", help="a stratified subset of EmoDB and whisper-tiny.en")
-    parser.add_argument("--backbone", default=None, help="a Whisper source (default: whisper-base, quick: whisper-tiny.en)")
-    parser.add_argument("--trials", type=int, default=15)
+    parser.add_argument("--backbone", default="whisper-tiny.en", help="a Whisper source (default whisper-tiny.en)")
+    parser.add_argument("--trials", type=int, default=None, help="trials of the frozen study (15; quick: 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-class", type=int, default=6, help="subset size per class with --quick")
     parser.add_argument("--train-batch", type=int, default=4, help="batch size of the unfrozen epoch")
     args = parser.parse_args(argv)
-    backbone = args.backbone or ("whisper-tiny.en" if args.quick else "whisper-base")
+    if args.trials is None:
+        args.trials = 5 if args.quick else 15
+    backbone = args.backbone
 
     os.environ.setdefault("SERBENCH_DATA", str(REPO.parent / "shared" / "data"))
     os.environ.setdefault("SERBENCH_MODELS", str(REPO.parent / "shared" / "models"))

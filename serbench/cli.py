@@ -1,7 +1,7 @@
 """The ``serbench`` command.
 
 Exit codes: 0 success; 2 bad input (one line on stderr, no traceback); 1 internal error;
-130 interrupted (finished trials stay in ``trials.jsonl``).
+130 interrupted by Ctrl-C or SIGTERM (finished trials stay in ``trials.jsonl``).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--resume", action="store_true", help="continue an interrupted study from its trials.jsonl"
     )
+    run.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run the study in a worker process held to the job's resources (a cgroup, else CPU affinity "
+        "and an RSS guard); a trial killed for memory is recorded as failed (oom) and the study goes on",
+    )
+    run.add_argument(
+        "--isolate-with",
+        choices=["auto", "cgroup", "guard"],
+        help="how --isolate holds the limits (implies --isolate): auto (default: a cgroup v2 group where "
+        "one can be made, else the guard), cgroup (v2, else v1), guard (CPU affinity + RSS guard)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=["local", "docker"],
+        default="local",
+        help="local (default) or docker: run the study in a container with the job's CPU and memory limits",
+    )
+    run.add_argument("--image", default=None, help="the image for --executor docker (default serbench:latest)")
 
     plugins = commands.add_parser("plugins", help="list installed engines, datasets and backbones")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -130,11 +150,65 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from serbench.progress import RichEvents, print_summary
+    """Run a job here, in a supervised worker (``--isolate``, or under a cgroup memory
+    limit), or in a container (``--executor docker``). See :mod:`serbench.supervisor`."""
+    from serbench.resources import check_fits, memory_limit_bytes, worker_context
     from serbench.spec import load_job
-    from serbench.study import Study
 
     spec = load_job(args.job)
+    isolate = args.isolate or args.isolate_with is not None
+    again = "--force" if args.force else "--resume" if args.resume else None
+    if args.executor == "docker":
+        if isolate:
+            raise UserError("--isolate and --executor docker: choose one; the container holds the limits")
+        from serbench.docker_executor import DEFAULT_IMAGE, run_in_docker
+
+        with about(args.job), _interrupt_on_sigterm():
+            return run_in_docker(spec, args.job, args.out, args.data_root, args.image or DEFAULT_IMAGE, again)
+    if args.image is not None:
+        raise UserError("--image: only with --executor docker")
+    with about(args.job):
+        check_fits(spec.resources.cpus, spec.resources.memory_gb)
+    if not worker_context() and (isolate or memory_limit_bytes() is not None):
+        from serbench import isolate as isolation
+        from serbench.resources import EXECUTOR_ENV
+        from serbench.supervisor import Supervisor
+
+        if isolate:
+            how = isolation.choose(spec.resources.cpus, spec.resources.memory_gb, args.isolate_with or "auto")
+        else:  # limits set by whoever started us (a container): watch for OOM kills only
+            how = isolation.inherited()
+        supervisor = Supervisor(
+            args.job, args.out, args.out / spec.name, how,
+            executor=os.environ.get(EXECUTOR_ENV) or "local", data_root=args.data_root, again=again,
+        )
+        return supervisor.run()
+    with _interrupt_on_sigterm():
+        return _run_here(spec, args)
+
+
+@contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (``docker stop``, a supervisor passing it on) stops a run like Ctrl-C."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_here(spec, args: argparse.Namespace) -> int:
+    from serbench.progress import RichEvents, print_summary
+    from serbench.study import Study
+
     out_dir = args.out / spec.name
     events = RichEvents()
     with about(args.job):

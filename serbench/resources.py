@@ -3,14 +3,24 @@
 ``os.cpu_count()`` ignores container limits (``--cpus`` sets a CFS quota, not a CPU
 count), so the available CPUs are the smallest of the process's affinity mask and the
 cgroup CPU quota (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``).
+The available memory is the smallest of the cgroup memory limit (v2 ``memory.max``, v1
+``memory.limit_in_bytes``), physical RAM, and, in a worker started by ``serbench run
+--isolate``, the RSS guard's limit (see :mod:`serbench.supervisor`).
+
+A job whose ``resources`` ask for more than is available is refused before it starts
+(:func:`check_fits`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from serbench.errors import UserError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _NO_LIMIT = 1 << 60  # cgroup v1 reports "no memory limit" as a huge number
@@ -51,13 +61,124 @@ def _cgroup_cpu_quota(root: Path) -> tuple[float, str] | None:
 
 def memory_limit_bytes(root: Path = CGROUP_ROOT) -> int | None:
     """The tightest cgroup memory limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``)."""
+    limit = cgroup_memory_limit(root)
+    return limit[0] if limit else None
+
+
+def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> tuple[int, str] | None:
+    """The tightest cgroup memory limit over the process's cgroup and its ancestors, in
+    bytes, with its source (``cgroup-v2`` or ``cgroup-v1``); None when there is none."""
     limits = []
     for folder in _cgroup_folders(root, "", ""):
-        limits.append(_read(folder / "memory.max"))
+        limits.append((_read(folder / "memory.max"), "cgroup-v2"))
     for folder in _cgroup_folders(root, "memory", "memory"):
-        limits.append(_read(folder / "memory.limit_in_bytes"))
-    values = [int(v) for v in limits if v and v != "max" and int(v) < _NO_LIMIT]
+        limits.append((_read(folder / "memory.limit_in_bytes"), "cgroup-v1"))
+    values = [(int(v), source) for v, source in limits if v and v.isdigit() and int(v) < _NO_LIMIT]
     return min(values) if values else None
+
+
+def physical_memory_bytes() -> int | None:
+    """Physical RAM (``SC_PHYS_PAGES`` x page size); None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    bytes: int | None
+    source: str  # "cgroup-v2", "cgroup-v1", "rss-guard", "physical" or "unknown"
+
+
+def memory_limit(root: Path = CGROUP_ROOT) -> MemoryLimit:
+    """The memory this process may use: the smallest of the cgroup limit, the RSS guard
+    of an isolated worker (``$SERBENCH_WORKER``) and physical RAM, with its source."""
+    candidates = []
+    cgroup = cgroup_memory_limit(root)
+    if cgroup:
+        candidates.append(cgroup)
+    guard = worker_context().get("rss_guard_bytes")
+    if guard:
+        candidates.append((int(guard), "rss-guard"))
+    physical = physical_memory_bytes()
+    if physical:
+        candidates.append((physical, "physical"))
+    if not candidates:
+        return MemoryLimit(None, "unknown")
+    return MemoryLimit(*min(candidates))
+
+
+def cpu_affinity() -> list[int] | None:
+    """The CPUs this process may run on (None where the OS cannot say)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None
+
+
+GIB = 2**30
+
+
+def check_fits(cpus: float, memory_gb: float, root: Path = CGROUP_ROOT) -> None:
+    """Refuse a job that asks for more than this process can have.
+
+    ``cpus`` must not exceed the available CPUs (affinity and cgroup quota, see
+    :func:`cpu_limit`); ``memory_gb`` (GiB) must not exceed the available memory (see
+    :func:`memory_limit`). Raises ``UserError`` naming the field, what was asked, what is
+    available and where that figure comes from.
+    """
+    available = cpu_limit(root)
+    if cpus > available.cpus + 1e-9:
+        raise UserError(
+            f"resources.cpus: the job asks for {cpus:g} CPUs but {available.cpus:g} are available "
+            f"(from {available.source}); lower resources.cpus or run it where more CPUs are available"
+        )
+    memory = memory_limit(root)
+    if memory.bytes is not None and memory_gb * GIB > memory.bytes:
+        raise UserError(
+            f"resources.memory_gb: the job asks for {memory_gb:g} GB but {memory.bytes / GIB:.1f} GB "
+            f"are available (from {memory.source}); lower resources.memory_gb or run it where more memory is available"
+        )
+
+
+WORKER_ENV = "SERBENCH_WORKER"
+
+
+def worker_context() -> dict[str, Any]:
+    """What the supervisor told a worker process about its isolation (``$SERBENCH_WORKER``,
+    JSON: ``executor``, ``isolation``, ``rss_guard_bytes``); ``{}`` outside a worker."""
+    text = os.environ.get(WORKER_ENV)
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def limits_in_force(requested_cpus: float, requested_memory_gb: float, threads: int, available: CpuLimit) -> dict[str, Any]:
+    """The fields of ``results.ResourcesUsed``: what the job asked for and what it got."""
+    memory = memory_limit()
+    context = worker_context()
+    limit = memory.bytes if memory.source != "physical" else None
+    return {
+        "cpus_requested": requested_cpus,
+        "cpus_available": available.cpus,
+        "cpu_source": available.source,
+        "cpu_affinity": cpu_affinity(),
+        "torch_threads": threads,
+        "memory_requested_gb": requested_memory_gb,
+        "memory_limit_bytes": limit,
+        "memory_limit_source": memory.source if limit is not None else None,
+        "physical_memory_bytes": physical_memory_bytes(),
+        "executor": context.get("executor", os.environ.get(EXECUTOR_ENV) or "local"),
+        "isolation": context.get("isolation", "none"),
+    }
+
+
+EXECUTOR_ENV = "SERBENCH_EXECUTOR"  # set to "docker" in containers started by --executor docker
 
 
 def _cgroup_folders(root: Path, mount: str, controller: str) -> list[Path]:

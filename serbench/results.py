@@ -124,12 +124,26 @@ class TestSummary(Record):
 
 
 class ResourcesUsed(Record):
+    """What the job asked for (``resources``) and the limits it ran under."""
+
     cpus_requested: float
-    cpus_available: float
-    cpu_source: str
+    cpus_available: float = Field(description="The smallest of the CPU affinity and the cgroup CPU quota.")
+    cpu_source: str = Field(description="Where cpus_available comes from: affinity, cgroup-v1, cgroup-v2, cpu_count.")
+    cpu_affinity: list[int] | None = Field(None, description="The CPUs the study's process could run on.")
     torch_threads: int
     memory_requested_gb: float
-    memory_limit_bytes: int | None
+    memory_limit_bytes: int | None = Field(
+        description="The memory limit in force (cgroup or RSS guard, the tighter); null: none but physical RAM."
+    )
+    memory_limit_source: str | None = Field(None, description="cgroup-v1, cgroup-v2 or rss-guard; null: no limit.")
+    physical_memory_bytes: int | None = None
+    executor: str = Field("local", description="local or docker (serbench run --executor).")
+    isolation: str = Field(
+        "none",
+        description="How the limits were enforced: none; cgroup-v1 or cgroup-v2 (a cgroup made by --isolate); "
+        "affinity+rss-guard (--isolate without a usable cgroup); inherited-cgroup-v1 or inherited-cgroup-v2 "
+        "(limits set by whoever started serbench, e.g. a container; serbench watched for OOM kills).",
+    )
 
 
 class DataSummary(Record):

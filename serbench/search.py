@@ -9,6 +9,10 @@ Resuming: the fold's journalled trials are replayed to a fresh engine in order, 
 search goes on from the next trial number. The clock continues from the last journalled
 trial, so times to thresholds stay comparable (time lost in a trial cut short is not
 counted).
+
+In flight: with an ``inflight`` marker (:mod:`serbench.inflight`), each trial is marked
+before it runs and unmarked once it is journalled (or the study stops), so a marker left
+behind names the trial a dead process was running.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, Callable
 
 from serbench.engine import Engine, Outcome, SearchExhausted
 from serbench.errors import UserError
+from serbench.inflight import InflightMarker
 from serbench.results import TrialJournal, TrialRecord
 from serbench.spec import Budget
 
@@ -37,6 +42,7 @@ class FoldSearch:
         run_trial: RunTrial,
         journal: TrialJournal,
         on_done: Callable[[TrialRecord], None] = lambda record: None,
+        inflight: InflightMarker | None = None,
     ):
         self.fold = fold
         self.engine = engine
@@ -44,6 +50,7 @@ class FoldSearch:
         self.run_trial = run_trial
         self.journal = journal
         self.on_done = on_done
+        self.inflight = inflight
 
     def run(self, done: list[TrialRecord] = ()) -> tuple[list[TrialRecord], str]:
         """All trials of the fold (``done`` first) and what stopped the search."""
@@ -59,28 +66,40 @@ class FoldSearch:
             except SearchExhausted:
                 return trials, "exhausted"
             began = time.perf_counter()
+            if self.inflight is not None:
+                self.inflight.start(self.fold, number, params, offset + began - start)
             try:
-                fields = self.run_trial(number, params)
-            except (UserError, KeyboardInterrupt):
-                raise
-            except MemoryError:
-                fields = {"status": "failed", "reason": "oom", "error": "MemoryError"}
-            except Exception as exc:  # a crashing trial must not end the study
-                fields = {"status": "failed", "reason": "error", "error": f"{exc.__class__.__name__}: {exc}"}
-            ended = time.perf_counter()
-            record = TrialRecord(
-                fold=self.fold,
-                number=number,
-                params=params,
-                duration_s=ended - began,
-                cumulative_s=offset + ended - start,
-                **fields,
-            )
-            self.journal.append(record)
+                record = self._run_trial(number, params, began, offset, start)
+            finally:  # journalled, or the study stops: only a killed process leaves the marker
+                if self.inflight is not None:
+                    self.inflight.clear()
             self.engine.tell(number, outcome_of(record))
             trials.append(record)
             self.on_done(record)
         return trials, "trials"
+
+    def _run_trial(self, number: int, params: dict[str, Any], began: float, offset: float, start: float) -> TrialRecord:
+        """Run one trial and journal it (the fold's search time is ``offset`` plus the time
+        since ``start``)."""
+        try:
+            fields = self.run_trial(number, params)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except MemoryError:
+            fields = {"status": "failed", "reason": "oom", "error": "MemoryError"}
+        except Exception as exc:  # a crashing trial must not end the study
+            fields = {"status": "failed", "reason": "error", "error": f"{exc.__class__.__name__}: {exc}"}
+        ended = time.perf_counter()
+        record = TrialRecord(
+            fold=self.fold,
+            number=number,
+            params=params,
+            duration_s=ended - began,
+            cumulative_s=offset + ended - start,
+            **fields,
+        )
+        self.journal.append(record)
+        return record
 
     def _replay(self, done: list[TrialRecord]) -> list[TrialRecord]:
         numbers = [r.number for r in done]

@@ -30,11 +30,12 @@ from serbench.corpus import LoadedCorpus, load_corpus
 from serbench.dataset import DatasetAdapter, Utterance, resolve_root
 from serbench.engine import Engine
 from serbench.errors import DataError, PluginError, UserError
+from serbench.inflight import INFLIGHT_FILE, InflightMarker
 from serbench.labels import class_order
 from serbench.metrics import evaluate, mean_recall, score_predictions, summarize
 from serbench.plugins import PluginEntry, Registry, registry
 from serbench.protocols import Fold, make_folds
-from serbench.resources import configure_torch_threads, memory_limit_bytes
+from serbench.resources import configure_torch_threads, limits_in_force
 from serbench.results import (
     DataSummary,
     Evaluation,
@@ -155,6 +156,7 @@ class Study:
         """Lay out the folder for this study (after everything else was prepared)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "result.json").unlink(missing_ok=True)
+        (self.out_dir / INFLIGHT_FILE).unlink(missing_ok=True)  # stale: its trial runs again
         if resume:
             self.journal.rewrite(self.done)  # drops a line cut short by a crash
             return
@@ -260,6 +262,7 @@ class Study:
             lambda number, params: self._trial(fold, number, params),
             self.journal,
             self.events.trial_done,
+            InflightMarker(self.out_dir / INFLIGHT_FILE),
         )
         trials, stopped_by = search.run(done)
         best = best_trial(trials)
@@ -355,12 +358,9 @@ class Study:
             spec=self.spec.model_dump(mode="json"),
             versions=self._versions(),
             resources=ResourcesUsed(
-                cpus_requested=self.spec.resources.cpus,
-                cpus_available=self.available.cpus,
-                cpu_source=self.available.source,
-                torch_threads=self.threads,
-                memory_requested_gb=self.spec.resources.memory_gb,
-                memory_limit_bytes=memory_limit_bytes(),
+                **limits_in_force(
+                    self.spec.resources.cpus, self.spec.resources.memory_gb, self.threads, self.available
+                )
             ),
             data=self._data_summary(),
             backbone=self.backbone.describe(),

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from serbench.spec import load_job
 from serbench.testing import check_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,3 +86,26 @@ def test_a_job_can_name_the_example_engine(example_engine, job_dict, tmp_path):
     job.write_text(yaml.safe_dump(job_dict), encoding="utf-8")
     proc = cli("validate", str(job))
     assert proc.returncode == 2 and "engine.options.begin" in proc.stderr, proc.stderr
+
+
+def test_the_example_engine_runs_the_smoke_job(example_engine, tmp_path):
+    """A real study (EmoDB subset, Whisper tiny.en) driven by the third-party engine."""
+    spec = yaml.safe_load((REPO / "jobs" / "smoke_emodb.yaml").read_text(encoding="utf-8"))
+    spec["name"] = "smoke_sobol"
+    spec["engine"] = {"name": "sobol", "options": {"start": 4}}
+    spec["budget"] = {"trials": 2}
+    job = tmp_path / "smoke_sobol.yaml"
+    job.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if k not in ("SERBENCH_PLUGINS", "SERBENCH_DISABLE_PLUGINS")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "serbench.cli", "run", str(job), "--out", str(tmp_path / "results")],
+        capture_output=True, text=True, env=environ, cwd=REPO, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "results" / "smoke_sobol" / "result.json").read_text(encoding="utf-8"))
+    assert result["status"] == "completed" and result["spec"]["engine"]["name"] == "sobol"
+    assert result["versions"]["plugins"]["engine"]["package"] == DIST
+    engine = example_engine(load_job(job).search_space, seed=0, options=example_engine.Options(start=4))
+    asked = [engine.ask(n) for n in range(2)]
+    assert [t["params"] for t in result["trials"]] == asked  # the study ran what the engine asked
+    assert 0.0 <= result["test"]["bca"] <= 1.0 and result["best"]["val_bca"] > 0
