@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "results" / "paper", help="where runs write")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "results" / "emodb.md")
     parser.add_argument("--force", action="store_true", help="rerun jobs whose results exist")
+    parser.add_argument("--note", default="", help="a remark printed under the title (e.g. how busy the machine was)")
     args = parser.parse_args(argv)
 
     from serbench.errors import UserError
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         results = read_results(root)
         raw = args.output.with_suffix("")
         keep_raw(root, results, raw)
-        report = render(results, runs, raw.relative_to(args.output.parent))
+        report = render(results, runs, raw.relative_to(args.output.parent), args.note)
     except UserError as exc:
         print(f"paper_tables: {exc}", file=sys.stderr)
         return 2
@@ -102,15 +103,20 @@ def run_jobs(root: Path, force: bool) -> dict[str, float]:
 
 
 def read_results(root: Path) -> dict:
-    """``job -> Result`` for every job this report uses (all must be there)."""
+    """``job -> Result`` for the jobs this report uses that have results (at least one
+    engine job); a missing job is named on stderr and shown as not run."""
     from serbench.errors import UserError
     from serbench.leaderboard import load_results
 
     found = {run.result.job: run.result for run in load_results(root).runs}
+    engines = [job for job in ENGINE_JOBS.values() if job in found]
+    if not engines:
+        raise UserError(f"{root}: no result of any engine job ({', '.join(ENGINE_JOBS.values())})")
     missing = [job for job in all_jobs() if job not in found]
     if missing:
-        raise UserError(f"{root}: no result for {', '.join(missing)} (run without --from to make them)")
-    return {job: found[job] for job in all_jobs()}
+        print(f"paper_tables: warning: no result for {', '.join(missing)}; their rows say 'not run'",
+              file=sys.stderr)
+    return {job: found[job] for job in all_jobs() if job in found}
 
 
 def keep_raw(root: Path, results: dict, raw: Path) -> None:
@@ -127,9 +133,9 @@ def keep_raw(root: Path, results: dict, raw: Path) -> None:
 # --- the tables -----------------------------------------------------------------------
 
 
-def render(results: dict, runs: dict[str, float], raw: Path) -> str:
-    engines = {engine: results[job] for engine, job in ENGINE_JOBS.items()}
-    first = next(iter(engines.values()))
+def render(results: dict, runs: dict[str, float], raw: Path, note: str = "") -> str:
+    engines = {engine: results.get(job) for engine, job in ENGINE_JOBS.items()}
+    first = next(result for result in engines.values() if result is not None)
     spec = first.spec
     backbone = first.backbone
     lines = [
@@ -142,6 +148,7 @@ def render(results: dict, runs: dict[str, float], raw: Path) -> str:
         "Paper: Golbaghi & Zhou, *Enhancing Speech Emotion Recognition via Fine-Tuning "
         f"Pre-Trained Models and Hyper-Parameter Optimisation* ({PAPER_SOURCE}).",
         "",
+        *([f"**Note.** {note}", ""] if note else []),
         "## How the protocols differ",
         "",
         "| | the paper | serbench here |",
@@ -162,7 +169,8 @@ def render(results: dict, runs: dict[str, float], raw: Path) -> str:
         "paper's efficiency). Paper cells we could not take from the paper's text are n/a.",
         "",
     ]
-    lines += table3(engines) + table4(engines) + table5(engines) + table6(results) + loso(results[LOSO_JOB])
+    lines += table3(engines) + table4(engines) + table5(engines) + table6(results.get(TRANSFER_JOB))
+    lines += loso(results.get(LOSO_JOB))
     lines += run_times(results, runs)
     return "\n".join(lines) + "\n"
 
@@ -172,6 +180,9 @@ def table3(engines: dict) -> list[str]:
              "| engine | " + " | ".join(f"≥ {t} (ours)" for t in THRESHOLDS) + " | ≥ 0.9 (paper) |",
              "| --- | " + " | ".join("---" for _ in THRESHOLDS) + " | --- |"]
     for engine, result in engines.items():
+        if result is None:
+            lines.append(f"| {engine} | " + " | ".join("not run" for _ in THRESHOLDS) + " | |")
+            continue
         cells = []
         for threshold in THRESHOLDS:
             hit = next((h for h in result.thresholds if h.threshold == threshold), None)
@@ -188,9 +199,9 @@ def table4(engines: dict) -> list[str]:
              "| engine | best trial | " + " | ".join(names) + " |",
              "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
     for engine, result in engines.items():
-        best = result.best
+        best = result and result.best
         if best is None:
-            lines.append(f"| {engine} | none | " + " | ".join("" for _ in names) + " |")
+            lines.append(f"| {engine} | {'none' if result else 'not run'} | " + " | ".join("" for _ in names) + " |")
             continue
         values = [_param(best.params.get(name)) for name in names]
         lines.append(f"| {engine} | {best.trial + 1} | " + " | ".join(values) + " |")
@@ -203,6 +214,9 @@ def table5(engines: dict) -> list[str]:
              "| paper: best BCA | paper: minutes | paper: 𝓔 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for engine, result in engines.items():
+        if result is None:
+            lines.append(f"| {engine} | not run | | | | | | | |")
+            continue
         best, test = result.best, result.test
         paper = PAPER.get(engine, {})
         paper_cells = ["n/a", "n/a", "n/a"]
@@ -214,14 +228,16 @@ def table5(engines: dict) -> list[str]:
             f"{_num(best and best.minutes, 1)} | {_num(best and best.efficiency)} | "
             f"{result.search_seconds / 60:.1f} | " + " | ".join(paper_cells) + " |"
         )
+    tests = [result.test.n for result in engines.values() if result is not None and result.test is not None]
     return lines + ["", "Our test BCA is the chosen configuration retrained on train + validation and "
-                    "scored once on the held-out test split (n = "
-                    f"{next(iter(engines.values())).test.n if next(iter(engines.values())).test else 0}).", ""]
+                    f"scored once on the held-out test split (n = {tests[0] if tests else 0}).", ""]
 
 
-def table6(results: dict) -> list[str]:
-    transfer = results[TRANSFER_JOB]
-    lines = ["## Table 6: zero-shot transfer from EmoDB", "",
+def table6(transfer) -> list[str]:
+    lines = ["## Table 6: zero-shot transfer from EmoDB", ""]
+    if transfer is None:
+        return lines + [f"Not run ({TRANSFER_JOB}).", ""]
+    lines += [
              "| model | target | n | BCA | accuracy | dropped | paper |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     source = f"{transfer.job} (test BCA on EmoDB {_num(transfer.test and transfer.test.bca)})"
@@ -241,6 +257,8 @@ def table6(results: dict) -> list[str]:
 
 
 def loso(result) -> list[str]:
+    if result is None:
+        return ["## Speaker-independent: leave one speaker out", "", f"Not run ({LOSO_JOB}).", ""]
     summary = result.test_summary
     per_fold = " ".join(f"{value:.3f}" for value in summary.bca_per_fold)
     return [
@@ -270,7 +288,10 @@ def run_times(results: dict, runs: dict[str, float]) -> list[str]:
 def summary(results: dict, runs: dict[str, float], output: Path) -> dict:
     engines = {}
     for engine, job in ENGINE_JOBS.items():
-        result = results[job]
+        result = results.get(job)
+        if result is None:
+            engines[engine] = None
+            continue
         engines[engine] = {
             "best_val_bca": result.best and round(result.best.val_bca, 4),
             "test_bca": result.test and round(result.test.bca, 4),
@@ -279,12 +300,14 @@ def summary(results: dict, runs: dict[str, float], output: Path) -> dict:
             "minutes_to_0.9": next((h.minutes for h in result.thresholds if h.threshold == 0.9 and h.reached), None),
             "wall_minutes": round(result.wall_seconds / 60, 2),
         }
-    loso_summary = results[LOSO_JOB].test_summary
+    loso_summary = results[LOSO_JOB].test_summary if LOSO_JOB in results else None
+    transfer = results.get(TRANSFER_JOB)
     return {
         "output": str(output),
         "engines": engines,
-        "loso_test_bca": [round(loso_summary.bca_mean, 4), round(loso_summary.bca_sd, 4)],
-        "transfer_bca": {k: round(v.bca, 4) for k, v in results[TRANSFER_JOB].transfer.items()},
+        "missing": [job for job in all_jobs() if job not in results],
+        "loso_test_bca": loso_summary and [round(loso_summary.bca_mean, 4), round(loso_summary.bca_sd, 4)],
+        "transfer_bca": transfer and {k: round(v.bca, 4) for k, v in transfer.transfer.items()},
         "studies_minutes": round(sum(r.wall_seconds for r in results.values()) / 60, 1),
         "run_minutes": round(sum(runs.values()) / 60, 1) if runs else None,
     }
