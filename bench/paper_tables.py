@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -127,7 +126,17 @@ def keep_raw(root: Path, results: dict, raw: Path) -> None:
         for name in ("result.json", "trials.jsonl"):
             source = root / job / name
             if source.is_file() and source.resolve() != (target / name).resolve():
-                shutil.copyfile(source, target / name)
+                (target / name).write_text(_portable(source.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+def _portable(text: str) -> str:
+    """``text`` with this machine's data and model folders written as ``$SERBENCH_DATA``
+    and ``$SERBENCH_MODELS``, so the kept results name no machine path."""
+    for variable in ("SERBENCH_DATA", "SERBENCH_MODELS"):
+        folder = os.environ.get(variable)
+        if folder:
+            text = text.replace(json.dumps(str(Path(folder).resolve()))[1:-1], f"${variable}")
+    return text
 
 
 # --- the tables -----------------------------------------------------------------------
