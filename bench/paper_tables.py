@@ -92,7 +92,8 @@ def run_jobs(root: Path, force: bool) -> dict[str, float]:
                    "--out", str(root), "--force"]
         print(f"paper_tables: running {job}", file=sys.stderr, flush=True)
         began = time.perf_counter()
-        status = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}).returncode
+        # The job's own output goes to stderr: stdout carries only this script's JSON.
+        status = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=sys.stderr).returncode
         seconds[job] = time.perf_counter() - began
         if status != 0:
             from serbench.errors import UserError
