@@ -99,12 +99,12 @@ class FeatureCache:
                 found[key] = tensor
         self.hits += len(clips) - len(missing)
         self.misses += len(missing)
-        encode = encode_batched if kind == "features" else _prefix_batched
         # Stored batch by batch: a persistent folder keeps the work of an interrupted run.
         pending = sorted(missing.items(), key=lambda item: min(len(item[1].wave), maxlen))
         for start in range(0, len(pending), EVAL_BATCH):
             chunk = pending[start : start + EVAL_BATCH]
-            for (key, _), tensor in zip(chunk, encode(model, [c for _, c in chunk], maxlen)):
+            encoded = encode_batched(model, [c for _, c in chunk], maxlen, prefix=kind == "prefix")
+            for (key, _), tensor in zip(chunk, encoded):
                 self.store.put(key, tensor)
                 found[key] = tensor
         return [found[k] for k in keys]
@@ -201,15 +201,6 @@ def _features(model: SERModel, batch: Sequence[Clip], maxlen: int, cache: Featur
     return model.encode([c.wave[:maxlen] for c in batch], maxlen)
 
 
-def _prefix_batched(model: SERModel, clips: Sequence[Clip], maxlen: int) -> list[torch.Tensor]:
-    """Frozen-prefix states of a batch of similar-length clips, in their order."""
-    was_training = model.training
-    model.eval()
-    states = model.encode_prefix([c.wave[:maxlen] for c in clips], maxlen)
-    model.train(was_training)
-    return [state.clone() for state in states]
-
-
 def _frozen_features(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:
     """Pooled features of ``clips`` under the current (frozen) encoder, in eval mode."""
     if cache is not None and model.encoder_pristine:
@@ -217,9 +208,12 @@ def _frozen_features(model: SERModel, clips: Sequence[Clip], maxlen: int, cache:
     return torch.stack(encode_batched(model, clips, maxlen))
 
 
-def encode_batched(model: SERModel, clips: Sequence[Clip], maxlen: int, size: int = EVAL_BATCH) -> list[torch.Tensor]:
+def encode_batched(
+    model: SERModel, clips: Sequence[Clip], maxlen: int, size: int = EVAL_BATCH, prefix: bool = False
+) -> list[torch.Tensor]:
     """Features of ``clips`` (in their order), computed in eval mode without gradients,
-    in batches of similar length; the model's train/eval mode is restored afterwards."""
+    in batches of similar length; the model's train/eval mode is restored afterwards.
+    ``prefix``: the frozen prefix's states instead (``SERModel.encode_prefix``)."""
     was_training = model.training
     model.eval()
     by_index: dict[int, torch.Tensor] = {}
@@ -227,16 +221,12 @@ def encode_batched(model: SERModel, clips: Sequence[Clip], maxlen: int, size: in
     with torch.no_grad():
         for start in range(0, len(order), size):
             indices = order[start : start + size]
-            encoded = model.encode([clips[i].wave[:maxlen] for i in indices], maxlen)
+            waves = [clips[i].wave[:maxlen] for i in indices]
+            encoded = model.encode_prefix(waves, maxlen) if prefix else model.encode(waves, maxlen)
             for i, vector in zip(indices, encoded):
                 by_index[i] = vector.clone()
     model.train(was_training)
     return [by_index[i] for i in range(len(clips))]
-
-
-def encode_eval(model: SERModel, clips: Sequence[Clip], maxlen: int) -> dict[str, torch.Tensor]:
-    """:func:`encode_batched`, by clip id."""
-    return {c.id: v for c, v in zip(clips, encode_batched(model, clips, maxlen))}
 
 
 def _length_batches(clips: Sequence[Clip], maxlen: int, size: int) -> list[list[Clip]]:
