@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serbench.errors import UserError
-from serbench.resources import CGROUP_ROOT, GIB, _cgroup_folders, _read, cgroup_memory_limit
+from serbench.resources import (
+    CGROUP_ROOT,
+    GIB,
+    _cgroup_folders,
+    _read,
+    cgroup_memory_limit,
+    own_cgroup_path,
+)
 
 CPU_PERIOD_US = 100_000
 WORKER_OOM_SCORE_ADJ = 500  # the kernel's OOM killer takes the worker before its supervisor
@@ -135,16 +142,6 @@ def oom_kill_count(folder: Path) -> int:
                 return int(value)
     failcnt = _read(folder / "memory.failcnt")
     return int(failcnt) if failcnt and failcnt.isdigit() else 0
-
-
-def own_cgroup_path(controller: str = "") -> str:
-    """This process's cgroup path for a v1 ``controller`` (v2 when empty), from
-    ``/proc/self/cgroup``; ``/`` when it is not listed."""
-    for line in (_read(Path("/proc/self/cgroup")) or "").splitlines():
-        _, controllers, path = line.split(":", 2)
-        if (controller and controller in controllers.split(",")) or (not controller and controllers == ""):
-            return path
-    return "/"
 
 
 def make_cgroup_v2(root: Path, memory_bytes: int, cpus: float, own: str | None = None) -> Path | None:

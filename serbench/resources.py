@@ -34,10 +34,10 @@ class CpuLimit:
 
 def cpu_limit(root: Path = CGROUP_ROOT) -> CpuLimit:
     """How many CPUs this process may use, and where that figure comes from."""
-    try:
-        affinity = float(len(os.sched_getaffinity(0)))
-        limit = CpuLimit(affinity, "affinity")
-    except AttributeError:  # not on Linux
+    affinity = cpu_affinity()
+    if affinity is not None:
+        limit = CpuLimit(float(len(affinity)), "affinity")
+    else:  # not on Linux
         limit = CpuLimit(float(os.cpu_count() or 1), "cpu_count")
     quota = _cgroup_cpu_quota(root)
     if quota is not None and quota[0] < limit.cpus:
@@ -185,17 +185,23 @@ def _cgroup_folders(root: Path, mount: str, controller: str) -> list[Path]:
     """The process's cgroup folder and its ancestors, for one v1 controller (or v2 when
     ``controller`` is empty). Inside a container the process's path is usually ``/``."""
     base = root / mount if mount else root
-    own = "/"
-    for line in (_read(Path("/proc/self/cgroup")) or "").splitlines():
-        _, controllers, path = line.split(":", 2)
-        if (controller and controller in controllers.split(",")) or (not controller and controllers == ""):
-            own = path
+    own = own_cgroup_path(controller)
     folders = [base]
     current = base
     for part in [p for p in own.split("/") if p]:
         current = current / part
         folders.append(current)
     return [f for f in folders if f.is_dir()]
+
+
+def own_cgroup_path(controller: str = "") -> str:
+    """This process's cgroup path for a v1 ``controller`` (v2 when empty), from
+    ``/proc/self/cgroup``; ``/`` when it is not listed."""
+    for line in (_read(Path("/proc/self/cgroup")) or "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (controller and controller in controllers.split(",")) or (not controller and controllers == ""):
+            return path
+    return "/"
 
 
 def torch_threads_for(requested_cpus: float, available: CpuLimit) -> int:
