@@ -118,6 +118,12 @@ class TrainParams(StrictModel):
         description="Standardise pooled features with the training set's statistics "
         "(from the frozen pre-trained encoder) before the linear head.",
     )
+    group_by_length: bool = Field(
+        False,
+        description="Batch utterances of similar length: each epoch's shuffled order is cut "
+        "into groups of 50 batches, each group sorted by length and batched, and the batches "
+        "shuffled. Less padding is computed when the encoder trains; no effect at batch size 1.",
+    )
 
 
 TUNABLE = tuple(TrainParams.model_fields)

@@ -155,10 +155,9 @@ def fit(
         encoder_trains = epoch >= params.unfreeze
         model.set_encoder_trainable(encoder_trains)
         model.train()
-        order = torch.randperm(len(clips), generator=generator).tolist()
         total = 0.0
-        for start in range(0, len(order), params.batch_size):
-            batch = [clips[i] for i in order[start : start + params.batch_size]]
+        for indices in _epoch_batches(clips, params, generator):
+            batch = [clips[i] for i in indices]
             features = _features(model, batch, params.maxlen, cache)
             logits = model.classify(features)
             loss = loss_fn(logits, torch.tensor([c.label for c in batch]))
@@ -177,6 +176,24 @@ def fit(
     model.set_encoder_trainable(False)
     model.eval()
     return losses
+
+
+GROUP_BATCHES = 50  # batches per length-sorted group (as Hugging Face's group_by_length)
+
+
+def _epoch_batches(clips: Sequence[Clip], params: TrainParams, generator: torch.Generator) -> list[list[int]]:
+    """One epoch's batches of indices into ``clips``: a random order cut into batches, or,
+    with ``group_by_length``, cut into groups that are sorted by length, batched, and the
+    batches shuffled."""
+    order = torch.randperm(len(clips), generator=generator).tolist()
+    size = params.batch_size
+    if not params.group_by_length or size == 1:
+        return [order[start : start + size] for start in range(0, len(order), size)]
+    batches = []
+    for start in range(0, len(order), size * GROUP_BATCHES):
+        group = sorted(order[start : start + size * GROUP_BATCHES], key=lambda i: min(len(clips[i].wave), params.maxlen))
+        batches += [group[first : first + size] for first in range(0, len(group), size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def predict(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None = None) -> np.ndarray:
