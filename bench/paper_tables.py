@@ -7,7 +7,7 @@ writes ``docs/results/emodb.md``: our tables beside the numbers the paper publis
 where the protocols differ. The raw results it used (``result.json`` and
 ``trials.jsonl`` of each job) are copied next to it, under ``docs/results/emodb/``.
 
-    python bench/paper_tables.py                        # run everything (under 1 h on 2 cores)
+    python bench/paper_tables.py                        # run everything (about 40 min on 2 cores)
     python bench/paper_tables.py --from results/paper   # tables from finished results
 
 Runs go to ``--results`` (default ``results/paper``); a job whose result is already there
@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,11 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     from serbench.errors import UserError
 
     try:
-        runs = Runs()
         root = args.source
         if root is None:
             root = args.results
             runs = run_jobs(root, args.force, args.lanes)
+            if runs.seconds:
+                runs.save(root)
+        else:
+            runs = Runs.load(root)
         results = read_results(root)
         raw = args.output.with_suffix("")
         keep_raw(root, results, raw)
@@ -102,6 +105,17 @@ class Runs:
     seconds: dict[str, float] = field(default_factory=dict)
     lanes: list[list[int]] = field(default_factory=list)
     wall_seconds: float = 0.0
+
+    FILE = "paper_tables_run.json"
+
+    def save(self, root: Path) -> None:
+        (root / self.FILE).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, root: Path) -> Runs:
+        """The record a run left in ``root``; empty when there is none (results made otherwise)."""
+        path = root / cls.FILE
+        return cls(**json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else cls()
 
 
 def plan_lanes(jobs: int, requested: int | None) -> list[list[int]]:
@@ -230,8 +244,8 @@ def render(results: dict, runs: Runs, raw: Path, note: str = "") -> str:
         "",
         "Written by `python bench/paper_tables.py` "
         f"on {first.finished_at[:10]} with serbench {first.versions.serbench}, torch "
-        f"{first.versions.torch}; {first.resources.torch_threads} torch threads, "
-        f"{first.resources.cpus_available:g} CPUs available. Raw results: [`{raw}/`]({raw}/).",
+        f"{first.versions.torch}; per job {_count(first.resources.torch_threads, 'torch thread')} "
+        f"and {_count(first.resources.cpus_available, 'CPU')} available. Raw results: [`{raw}/`]({raw}/).",
         "Paper: Golbaghi & Zhou, *Enhancing Speech Emotion Recognition via Fine-Tuning "
         f"Pre-Trained Models and Hyper-Parameter Optimisation* ({PAPER_SOURCE}).",
         "",
@@ -249,7 +263,7 @@ def render(results: dict, runs: Runs, raw: Path, note: str = "") -> str:
         "| search | 4-D space, 15 trials, batch 1, AdamW, cosine LR, CE | the same space and budget "
         f"(`{json.dumps(spec['search_space'])}`), seed {spec['seed']} |",
         "| hardware | 8 CPU cores, 32 GB | "
-        f"{first.resources.cpus_available:g} CPU(s) and {first.resources.memory_requested_gb:g} GB per job"
+        f"{_count(first.resources.cpus_available, 'CPU')} and {first.resources.memory_requested_gb:g} GB per job"
         f"{_lanes_text(runs)} |",
         "",
         "Times are minutes of search (the trials) since the study started; the final model's "
@@ -381,7 +395,11 @@ def _lanes_text(runs: Runs) -> str:
     if not runs.lanes:
         return ""
     width = len(runs.lanes[0])
-    return f"; run {len(runs.lanes)} at a time, each on its own {width} CPU{'s' if width > 1 else ''}"
+    return f"; {len(runs.lanes)} jobs at a time, each pinned to its own {'CPU' if width == 1 else f'{width} CPUs'}"
+
+
+def _count(number: float, noun: str) -> str:
+    return f"{number:g} {noun}{'' if number == 1 else 's'}"
 
 
 def summary(results: dict, runs: Runs, output: Path) -> dict:
