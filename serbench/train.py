@@ -156,7 +156,7 @@ def fit(
         model.set_encoder_trainable(encoder_trains)
         model.train()
         total = 0.0
-        for indices in _epoch_batches(clips, params, generator):
+        for indices in epoch_batches(clips, params, generator):
             batch = [clips[i] for i in indices]
             features = _features(model, batch, params.maxlen, cache)
             logits = model.classify(features)
@@ -181,7 +181,7 @@ def fit(
 GROUP_BATCHES = 50  # batches per length-sorted group (as Hugging Face's group_by_length)
 
 
-def _epoch_batches(clips: Sequence[Clip], params: TrainParams, generator: torch.Generator) -> list[list[int]]:
+def epoch_batches(clips: Sequence[Clip], params: TrainParams, generator: torch.Generator) -> list[list[int]]:
     """One epoch's batches of indices into ``clips``: a random order cut into batches, or,
     with ``group_by_length``, cut into groups that are sorted by length, batched, and the
     batches shuffled."""

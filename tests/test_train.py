@@ -129,19 +129,19 @@ def test_cached_prefix_and_uncached_partial_fine_tuning_give_the_same_model(clip
 
 
 def test_group_by_length_batches_every_clip_once_with_less_padding(clips):
-    from serbench.train import _epoch_batches
+    from serbench.train import epoch_batches
 
     many = [clip for _ in range(6) for clip in clips]  # enough for several length groups
     padded = {}
     for grouped in (False, True):
         params = TrainParams(batch_size=4, maxlen=160000, group_by_length=grouped)
-        epoch = _epoch_batches(many, params, torch.Generator().manual_seed(0))
+        epoch = epoch_batches(many, params, torch.Generator().manual_seed(0))
         assert sorted(i for batch in epoch for i in batch) == list(range(len(many)))
         assert [len(batch) for batch in epoch] == [4] * (len(many) // 4)
-        assert epoch == _epoch_batches(many, params, torch.Generator().manual_seed(0))
+        assert epoch == epoch_batches(many, params, torch.Generator().manual_seed(0))
         padded[grouped] = sum(max(len(many[i].wave) for i in batch) * len(batch) for batch in epoch)
     assert padded[True] < padded[False]
     one = TrainParams(batch_size=1, group_by_length=True)
-    assert _epoch_batches(many, one, torch.Generator().manual_seed(0)) == _epoch_batches(
+    assert epoch_batches(many, one, torch.Generator().manual_seed(0)) == epoch_batches(
         many, TrainParams(batch_size=1), torch.Generator().manual_seed(0)
     )
