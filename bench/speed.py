@@ -19,8 +19,8 @@ on the same EmoDB clips (all 535, or a stratified subset with ``--quick``).
    ``torch.utils.flop_counter.FlopCounterMode`` on each clip alone), and the fraction.
    ``padded_audio_s_per_s`` counts the padding the batches computed too.
 
-    python bench/speed.py --quick          # whisper-tiny.en, 42 clips, 5 trials; about 2 minutes
-    python bench/speed.py                  # whisper-tiny.en, all of EmoDB; under 30 minutes
+    python bench/speed.py --quick          # whisper-tiny.en, 42 clips, 5 trials; under 2 minutes
+    python bench/speed.py                  # whisper-tiny.en, all of EmoDB; about 27 minutes on 2 cores
     python bench/speed.py --backbone whisper-base   # about 5x the encoder cost
 
 Data and models: ``$SERBENCH_DATA`` / ``$SERBENCH_MODELS`` (default ``../shared/data`` and
