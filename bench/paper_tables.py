@@ -28,11 +28,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_JOBS = {  # engine -> job, in the paper's order, then the baselines
@@ -42,9 +44,11 @@ ENGINE_JOBS = {  # engine -> job, in the paper's order, then the baselines
     "random": "random_emodb_whisper",
     "grid": "grid_emodb_whisper",
 }
-# Longest first, so the short jobs fill in around the long ones (measured order, one core each).
-LONGEST_FIRST = ["ax_emodb_whisper", "random_emodb_whisper", "optuna_emodb_whisper", "grid_emodb_whisper",
-                 "hyperopt_emodb_whisper", "transfer_emodb_ravdess", "loso_emodb_whisper"]
+# Minutes each job took on one core of a quiet 2-core machine: jobs start longest first,
+# so the short ones fill in around the long ones (a job not listed here starts last).
+ONE_CORE_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "random_emodb_whisper": 13.8,
+                    "grid_emodb_whisper": 12.3, "hyperopt_emodb_whisper": 8.2, "transfer_emodb_ravdess": 1.7,
+                    "loso_emodb_whisper": 1.5}
 LOSO_JOB = "loso_emodb_whisper"
 TRANSFER_JOB = "transfer_emodb_ravdess"
 THRESHOLDS = (0.8, 0.9)
@@ -118,15 +122,15 @@ class Runs:
         return cls(**json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else cls()
 
 
-def plan_lanes(jobs: int, requested: int | None) -> list[list[int]]:
+def plan_lanes(jobs: int, requested: int | None, memory_gb: float) -> list[list[int]]:
     """Split this process's CPUs into lanes of whole CPUs: ``requested`` lanes, else one per
-    CPU; never more lanes than jobs or CPUs, nor than memory holds at 8 GB per job."""
+    CPU; never more lanes than jobs or CPUs, nor than memory holds at ``memory_gb`` a job."""
     from serbench.resources import GIB, cpu_affinity, cpu_limit, memory_limit
 
     cpus = cpu_affinity() or list(range(os.cpu_count() or 1))
     usable = max(1, int(cpu_limit().cpus))  # a cgroup quota can be tighter than the affinity
     memory = memory_limit().bytes
-    by_memory = max(1, memory // (8 * GIB)) if memory else len(cpus)
+    by_memory = max(1, int(memory // (memory_gb * GIB))) if memory else len(cpus)
     count = max(1, min(requested or usable, usable, jobs, by_memory))
     per_lane = usable // count
     return [cpus[i * per_lane:(i + 1) * per_lane] for i in range(count)]
@@ -135,37 +139,38 @@ def plan_lanes(jobs: int, requested: int | None) -> list[list[int]]:
 def run_jobs(root: Path, force: bool, lanes: int | None = None) -> Runs:
     """Run every job not already complete in ``root`` (``serbench run``), in lanes."""
     from serbench.errors import UserError
+    from serbench.spec import parse_job
 
-    pending = []
-    for job in LONGEST_FIRST:
+    specs = {}
+    for job in sorted(all_jobs(), key=lambda job: -ONE_CORE_MINUTES.get(job, 0.0)):
         done = root / job / "result.json"
         if done.is_file() and not force and json.loads(done.read_text())["status"] == "completed":
             print(f"paper_tables: {job}: already done, reading {done}", file=sys.stderr)
             continue
-        pending.append(job)
-    runs = Runs(lanes=plan_lanes(len(pending), lanes) if pending else [])
-    if not pending:
-        return runs
-    free = list(runs.lanes)
-    lock = threading.Lock()
+        specs[job] = yaml.safe_load((REPO / "jobs" / f"{job}.yaml").read_text(encoding="utf-8"))
+    if not specs:
+        return Runs()
+    memory_gb = max(parse_job(spec).resources.memory_gb for spec in specs.values())
+    runs = Runs(lanes=plan_lanes(len(specs), lanes, memory_gb))
+    free: queue.Queue[list[int]] = queue.Queue()
+    for lane in runs.lanes:
+        free.put(lane)
 
     def run_in_a_lane(job: str) -> tuple[str, int]:
-        with lock:
-            cpus = free.pop(0)
+        cpus = free.get()
         try:
             began = time.perf_counter()
-            status = run_one(root, job, cpus)
+            status = run_one(root, job, specs[job], cpus)
             runs.seconds[job] = time.perf_counter() - began
             print(f"paper_tables: {job}: exit {status} after {runs.seconds[job] / 60:.1f} min",
                   file=sys.stderr, flush=True)
             return job, status
         finally:
-            with lock:
-                free.append(cpus)
+            free.put(cpus)
 
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(runs.lanes)) as pool:
-        outcomes = list(pool.map(run_in_a_lane, pending))
+        outcomes = list(pool.map(run_in_a_lane, specs))
     runs.wall_seconds = time.perf_counter() - began
     failed = [f"{job} (exit {status}, log {root / 'logs' / f'{job}.log'})" for job, status in outcomes if status]
     if failed:
@@ -173,13 +178,11 @@ def run_jobs(root: Path, force: bool, lanes: int | None = None) -> Runs:
     return runs
 
 
-def run_one(root: Path, job: str, cpus: list[int]) -> int:
-    """``serbench run`` of ``job`` on ``cpus`` only, with ``resources.cpus`` set to match;
-    its output goes to ``root/logs/<job>.log`` (stdout here carries only the JSON)."""
-    import yaml
-
-    spec = yaml.safe_load((REPO / "jobs" / f"{job}.yaml").read_text(encoding="utf-8"))
-    spec.setdefault("resources", {})["cpus"] = len(cpus)
+def run_one(root: Path, job: str, spec: dict, cpus: list[int]) -> int:
+    """``serbench run`` of ``job`` (its ``spec`` as read from YAML) on ``cpus`` only, with
+    ``resources.cpus`` set to match; its output goes to ``root/logs/<job>.log`` (stdout here
+    carries only the JSON)."""
+    spec = {**spec, "resources": {**spec.get("resources", {}), "cpus": len(cpus)}}
     job_file = root / "jobs" / f"{job}.yaml"
     log = root / "logs" / f"{job}.log"
     for folder in (job_file.parent, log.parent):
