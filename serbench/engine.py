@@ -63,6 +63,10 @@ class Engine(ABC):
     first trials of a run then asks for exactly what the uninterrupted run asked for
     next. ``serbench.testing`` checks this when it is True; set it to False if replay
     only approximates the run (the engine must still accept replayed trials)."""
+    library: ClassVar[str | None] = None
+    """The distribution the engine is built on, as pip names it (``"optuna"``,
+    ``"ax-platform"``): its installed version goes into ``result.json``'s
+    ``versions.libraries.engine``. None: the engine is built on nothing worth naming."""
 
     def __init__(self, space: SearchSpace, seed: int, options: BaseModel | None = None):
         if not space:

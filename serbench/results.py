@@ -165,12 +165,36 @@ class PluginVersion(Record):
     version: str
 
 
+class LibraryVersion(Record):
+    name: str = Field(description="The distribution (what pip installs, e.g. ax-platform).")
+    version: str | None = Field(description="Its installed version; null: not installed as a distribution.")
+
+
 class Versions(Record):
+    """The code that made the result. ``commit``, ``dirty`` and ``libraries`` are absent
+    from results written before they were recorded; such files still load."""
+
     serbench: str
+    commit: str | None = Field(
+        None,
+        description="Full git sha of the checkout serbench was imported from; null: not run from a "
+        "git checkout (a wheel install, a container image without .git) or git unavailable.",
+    )
+    dirty: bool | None = Field(
+        None,
+        description="The checkout had changes to tracked files against that commit (untracked files "
+        "do not count); null when commit is null or git could not tell.",
+    )
     python: str
     torch: str
     transformers: str | None
     plugins: dict[str, PluginVersion]
+    libraries: dict[str, LibraryVersion] = Field(
+        default_factory=dict,
+        description="By plugin kind (engine, dataset, backbone): the third-party library the job's "
+        "plugin declares it is built on (its library attribute), e.g. engine: optuna; plugins that "
+        "declare none are absent.",
+    )
 
 
 class Result(Record):
@@ -206,6 +230,12 @@ class Result(Record):
     search_seconds: float
     final_seconds: float
     wall_seconds: float
+    model_load_seconds: float | None = Field(
+        None,
+        description="Seconds to load the backbone's pre-trained weights, once before the first "
+        "trial; like data.load_seconds, not part of any study time. Null in results written before "
+        "it was recorded.",
+    )
 
 
 def result_schema() -> dict[str, Any]:

@@ -35,11 +35,13 @@ from serbench.labels import class_order
 from serbench.metrics import evaluate, mean_recall, score_predictions, summarize
 from serbench.plugins import PluginEntry, Registry, registry
 from serbench.protocols import Fold, make_folds
+from serbench.provenance import distribution_version, plugin_library, serbench_checkout
 from serbench.resources import configure_torch_threads, limits_in_force
 from serbench.results import (
     DataSummary,
     Evaluation,
     FoldResult,
+    LibraryVersion,
     PluginVersion,
     ResourcesUsed,
     Result,
@@ -130,6 +132,7 @@ class Study:
         self.events = events or StudyEvents()
         self.registry = reg or registry()
         self.plugins = resolve_plugins(spec, self.registry)
+        serbench_checkout()  # the commit as the study starts (cached for the process), not as it ends
         self.journal = TrialJournal(out_dir / "trials.jsonl")
         self.done: list[TrialRecord] = []
 
@@ -206,7 +209,9 @@ class Study:
         options = plugin_options(self.plugins.backbone.cls.Options, self.spec.backbone.options, "backbone.options")
         self.backbone: Backbone = self.plugins.backbone.cls(self.spec.backbone.source, options)
         self.events.stage(f"loading backbone {self.backbone.name} from {self.backbone.source}")
+        started = time.perf_counter()
         self.backbone.build(len(self.classes))  # fail now, not in every trial
+        self.model_load_seconds = time.perf_counter() - started
         # Frozen features: $SERBENCH_CACHE (persistent) or spilled to <out>/.feature-cache.
         self.cache = study_cache(self.backbone.cache_key(), self.out_dir, self.spec.resources.memory_gb)
 
@@ -377,6 +382,7 @@ class Study:
             search_seconds=sum(f.search_seconds for f in folds),
             final_seconds=sum(f.final_seconds for f in folds),
             wall_seconds=time.perf_counter() - self.wall_start,
+            model_load_seconds=self.model_load_seconds,
         )
 
     def _transfer_results(self, per_fold: list[list[TransferScore]]) -> dict[str, TransferResult]:
@@ -432,14 +438,23 @@ class Study:
             transformers_version = transformers.__version__
         except ImportError:
             transformers_version = None
+        checkout = serbench_checkout()
+        libraries = {kind: plugin_library(entry.cls) for kind, entry in vars(self.plugins).items()}
         return Versions(
             serbench=__version__,
+            commit=checkout.commit,
+            dirty=checkout.dirty,
             python=platform.python_version(),
             torch=torch.__version__,
             transformers=transformers_version,
             plugins={
                 kind: PluginVersion(name=entry.name, package=entry.package, version=entry.version)
                 for kind, entry in vars(self.plugins).items()
+            },
+            libraries={
+                kind: LibraryVersion(name=name, version=distribution_version(name))
+                for kind, name in libraries.items()
+                if name is not None
             },
         )
 

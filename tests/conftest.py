@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SERBENCH_DATA") or REPO.parent / "shared" / "data").resolve()
 MODELS = Path(os.environ.get("SERBENCH_MODELS") or REPO.parent / "shared" / "models").resolve()
-REQUIRED = [DATA / "emodb" / "wav", DATA / "ravdess-mini", MODELS / "whisper-tiny.en", MODELS / "whisper-base"]
+REQUIRED = [DATA / "emodb" / "wav", DATA / "ravdess-mini", DATA / "manifests", MODELS / "whisper-tiny.en", MODELS / "whisper-base"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -111,11 +111,22 @@ def test_job_service_runs_the_named_job_into_results(command, tmp_path):
     assert (REPO / default.job).is_file(), f"the default command names a missing job: {default.job}"
 
 
-def test_job_limits_default_to_the_papers_machine(command, tmp_path):
+def test_job_limits_default_to_values_that_start_anywhere(command, tmp_path):
+    """No CPU quota by default (a quota above the host's CPUs keeps Docker from starting the
+    container); memory 8 GiB with no swap on top."""
     job = resolved(command, tmp_path)["services"]["job"]
-    assert float(job["cpus"]) == 8
-    assert size_bytes(job["mem_limit"]) == 32 * GIB
-    assert size_bytes(job["memswap_limit"]) == 32 * GIB  # no swap on top of the limit
+    assert float(job["cpus"]) == 0
+    assert size_bytes(job["mem_limit"]) == 8 * GIB
+    assert size_bytes(job["memswap_limit"]) == 8 * GIB  # no swap on top of the limit
+
+
+def test_every_shipped_job_fits_the_default_memory_limit(command, tmp_path):
+    """serbench refuses a job whose resources ask for more than its container has: every
+    job in jobs/ must be accepted under the defaults (CPUs are the host's own)."""
+    limit = size_bytes(resolved(command, tmp_path)["services"]["job"]["mem_limit"])
+    for path in sorted((REPO / "jobs").glob("*.yaml")):
+        resources = yaml.safe_load(path.read_text())["resources"]
+        assert resources["memory_gb"] * GIB <= limit, f"{path.name} asks for {resources['memory_gb']} GB"
 
 
 def test_job_limits_follow_the_environment(command, tmp_path):

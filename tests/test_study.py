@@ -37,6 +37,9 @@ def test_smoke_job_writes_a_schema_valid_result(cli, job_dict, write_job, tmp_pa
     assert result["resources"]["torch_threads"] >= 1
     assert result["versions"]["plugins"]["engine"] == {"name": "random", "package": "serbench", "version": result["versions"]["serbench"]}
     assert [h["threshold"] for h in result["thresholds"]] == [0.8, 0.9]
+    # Loading is timed apart from the study: neither is part of the search or the wall of trials.
+    assert result["data"]["load_seconds"] > 0 and result["model_load_seconds"] > 0
+    assert result["search_seconds"] + result["final_seconds"] <= result["wall_seconds"]
     assert "result.json" in out
 
 

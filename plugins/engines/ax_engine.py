@@ -64,6 +64,7 @@ class AxOptions(StrictModel):
 
 class AxEngine(Engine):
     name = "ax"
+    library = "ax-platform"
     Options = AxOptions
 
     def __init__(self, space, seed, options=None):

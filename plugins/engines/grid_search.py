@@ -45,6 +45,7 @@ class GridOptions(StrictModel):
 
 class GridSearch(Engine):
     name = "grid"
+    library = "numpy"
     Options = GridOptions
 
     def __init__(self, space, seed, options=None):

@@ -52,6 +52,7 @@ class HyperoptOptions(StrictModel):
 
 class HyperoptTPE(Engine):
     name = "hyperopt"
+    library = "hyperopt"
     Options = HyperoptOptions
 
     def __init__(self, space, seed, options=None):

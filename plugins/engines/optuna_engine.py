@@ -52,6 +52,7 @@ class OptunaOptions(StrictModel):
 
 class OptunaEngine(Engine):
     name = "optuna"
+    library = "optuna"
     Options = OptunaOptions
 
     def __init__(self, space, seed, options=None):

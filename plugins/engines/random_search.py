@@ -17,6 +17,7 @@ from serbench.spec import ChoiceParam, FloatParam, IntParam
 
 class RandomSearch(Engine):
     name = "random"
+    library = "numpy"
 
     def ask(self, number: int) -> dict[str, Any]:
         import numpy as np
