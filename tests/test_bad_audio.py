@@ -1,10 +1,12 @@
 """Bad and unusual audio, one test each: what ``load_audio`` converts and what it refuses
 (naming the file), and how ``data check`` lists refused files.
 
-Converted: stereo and multi-channel (mean of the channels), any sample rate (resampled
-to 16 kHz), a file cut short inside its samples (read up to the cut: only a checksum can
+Converted: stereo and multi-channel (mean of the channels), any sample rate from 1 kHz to
+384 kHz (resampled to 16 kHz with soxr: length, pitch and level kept, nothing above 8 kHz
+aliased), a file cut short inside its samples (read up to the cut: only a checksum can
 tell; ``data check`` does, for corpora with a manifest). Refused with the path: empty
-file, truncated or corrupt header, not audio, a valid header with zero samples.
+file, truncated or corrupt header, not audio, a valid header with zero samples, a sample
+rate outside 1 kHz..384 kHz, a file too short to make one sample at 16 kHz.
 Names outside a corpus's scheme and labels a map does not know are tested with the
 adapters (test_corpus_adapters.py) and ``data check`` (test_data_check.py).
 """
@@ -17,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
-from serbench.dataset import SAMPLE_RATE, load_audio
+from serbench.dataset import MAX_RATE, MIN_RATE, SAMPLE_RATE, load_audio
 from serbench.errors import DataError
 from test_bad_input import assert_one_line_error
 
@@ -31,6 +34,14 @@ def sine(freq: float, seconds: float, rate: int) -> np.ndarray:
 def peak_hz(wave: np.ndarray, rate: int) -> float:
     spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
     return float(np.fft.rfftfreq(len(wave), 1 / rate)[spectrum.argmax()])
+
+
+def rms(wave: np.ndarray, edge: int) -> float:
+    """Root mean square away from the first and last ``edge`` samples."""
+    return float(np.sqrt(np.mean(wave[edge:-edge].astype(np.float64) ** 2)))
+
+
+RATES = [8_000, 22_050, 24_414, 44_100, 48_000, 96_000]  # 24,414 Hz: issue 12's unusual pair with 16 kHz
 
 
 @pytest.fixture
@@ -105,16 +116,81 @@ def test_four_channels_are_averaged(tmp_path):
     assert np.allclose(load_audio(path), tone / 2, atol=1e-6)
 
 
-@pytest.mark.parametrize("rate", [8_000, 22_050, 44_100, 48_000, 96_000])
-def test_sample_rate_is_converted_to_16k(tmp_path, rate):
+@pytest.mark.parametrize("freq", [440, 3_000])
+@pytest.mark.parametrize("rate", RATES)
+def test_sample_rate_is_converted_to_16k(tmp_path, rate, freq):
     path = tmp_path / f"tone_{rate}.wav"
-    sf.write(path, sine(440, 1.5, rate), rate, subtype="PCM_16")
-    frames = sf.info(str(path)).frames
+    sf.write(path, sine(freq, 1.5, rate), rate, subtype="PCM_16")
+    written, _ = sf.read(str(path), dtype="float32")
     wave = load_audio(path)
-    assert wave.dtype == np.float32 and wave.ndim == 1
-    assert abs(len(wave) - frames * SAMPLE_RATE / rate) <= 1
-    assert peak_hz(wave, SAMPLE_RATE) == pytest.approx(440, abs=1)  # pitch kept
-    assert np.sqrt(np.mean(wave[1000:-1000] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)  # level kept
+    assert wave.dtype == np.float32 and wave.ndim == 1 and wave.flags.c_contiguous
+    assert abs(len(wave) - round(len(written) * SAMPLE_RATE / rate)) <= 1
+    assert peak_hz(wave, SAMPLE_RATE) == pytest.approx(freq, abs=1)  # pitch kept
+    assert rms(wave, 1600) == pytest.approx(rms(written, rate // 10), rel=0.01)  # level kept
+
+
+@pytest.mark.parametrize("rate", [r for r in RATES if r > SAMPLE_RATE])
+def test_no_aliasing_from_above_8k(tmp_path, rate):
+    """A tone above the 16 kHz output's Nyquist frequency would fold back into the speech
+    band (10 kHz to 6 kHz); it must come out at least 60 dB under a passband tone."""
+    passband = tmp_path / "passband.wav"
+    sf.write(passband, sine(3_000, 1.5, rate), rate, subtype="PCM_16")
+    reference = rms(load_audio(passband), 1600)
+    for freq in (8_500, min(10_000, 0.45 * rate)):
+        path = tmp_path / f"above_{freq:.0f}.wav"
+        sf.write(path, sine(freq, 1.5, rate), rate, subtype="PCM_16")
+        wave = load_audio(path)
+        assert 20 * np.log10(rms(wave, 1600) / reference) <= -60, f"{freq} Hz aliased"
+
+
+@pytest.mark.parametrize("rate", [r for r in RATES if r > SAMPLE_RATE])
+def test_genuine_speech_resampled_up_comes_back(tmp_path, emodb_root, rate):
+    """An EmoDB clip resampled up to ``rate`` (soxr VHQ) loads back as the clip: same
+    length, no delay, the band below 7 kHz at 50 dB SNR or better (the filter's transition
+    band, 7.4..8 kHz, is what the round trip loses)."""
+    speech, _ = sf.read(str(emodb_root / "wav" / "03a01Fa.wav"), dtype="float32")
+    path = tmp_path / f"speech_{rate}.wav"
+    sf.write(path, soxr.resample(speech, SAMPLE_RATE, rate, quality="VHQ"), rate, subtype="PCM_16")
+    wave = load_audio(path)
+    assert abs(len(wave) - len(speech)) <= 1
+    n = min(len(wave), len(speech))
+    original, back = np.fft.rfft(speech[:n]), np.fft.rfft(wave[:n])
+    band = np.fft.rfftfreq(n, 1 / SAMPLE_RATE) < 7_000
+    error = np.sum(np.abs(original[band] - back[band]) ** 2)
+    assert 10 * np.log10(np.sum(np.abs(original[band]) ** 2) / error) >= 50
+
+
+@pytest.mark.parametrize("rate", [MIN_RATE, 1_001, 7_919, 24_414, 176_400, 383_999, MAX_RATE])
+def test_every_rate_from_1k_to_384k_loads(tmp_path, rate):
+    path = tmp_path / f"tone_{rate}.wav"
+    tone = sine(min(300, rate / 4), 0.5, rate)
+    sf.write(path, tone, rate, subtype="PCM_16")
+    wave = load_audio(path)
+    assert wave.dtype == np.float32 and abs(len(wave) - round(len(tone) * SAMPLE_RATE / rate)) <= 1
+
+
+@pytest.mark.parametrize("rate", [1, 999, 384_001, 2_822_400])
+def test_rate_outside_1k_to_384k_is_refused(tmp_path, rate):
+    path = tmp_path / f"odd_{rate}.wav"
+    sf.write(path, np.zeros(max(1, rate // 100), dtype=np.float32), rate)
+    with pytest.raises(DataError) as refused:
+        load_audio(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: sample rate {rate} Hz is outside the 1000..384000 Hz")
+    assert "\n" not in message
+
+
+def test_one_sample_at_1k_makes_16(tmp_path):
+    path = tmp_path / "one.wav"
+    sf.write(path, np.full(1, 0.5, dtype=np.float32), MIN_RATE, subtype="FLOAT")
+    assert len(load_audio(path)) == 16
+
+
+def test_too_short_for_one_sample_at_16k(tmp_path):
+    path = tmp_path / "blip.wav"
+    sf.write(path, np.full(1, 0.5, dtype=np.float32), MAX_RATE, subtype="FLOAT")
+    with pytest.raises(DataError, match=r"blip\.wav: too short: 1 sample at 384000 Hz is under one sample at 16000 Hz"):
+        load_audio(path)
 
 
 def test_stereo_48k_like_ravdess_outliers(tmp_path):
@@ -186,3 +262,13 @@ def test_data_check_refuses_what_a_study_refuses(cli, tmp_path):
     code, out, err = cli("data", "check", "folder", "--root", tmp_path, "--json")
     assert_one_line_error(code, err, "1 bad file", "blip.wav")
     assert [Path(b["path"]).name for b in json.loads(out)["bad"]] == ["blip.wav"]
+
+
+def test_data_check_reports_a_rate_it_refuses(cli, tmp_path):
+    (tmp_path / "a").mkdir()
+    sf.write(tmp_path / "a" / "tdt.wav", sine(440, 0.5, 24_414), 24_414)
+    sf.write(tmp_path / "a" / "slow.wav", sine(100, 0.5, 500), 500)
+    code, out, err = cli("data", "check", "folder", "--root", tmp_path, "--json")
+    assert_one_line_error(code, err, "1 bad file", "slow.wav", "sample rate 500 Hz")
+    report = json.loads(out)
+    assert report["utterances"] == 1 and report["sample_rates"] == {"24414": 1}
