@@ -134,16 +134,21 @@ def about(job: Path) -> Iterator[None]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from serbench.spec import load_job
+    """Everything that can be checked without loading audio or weights, nor touching the
+    network: the spec, its plugins and their options, the corpus root, the backbone source."""
+    from serbench.spec import load_job, plugin_options
     from serbench.study import corpus_root, resolve_plugins
 
     spec = load_job(args.job)
     with about(args.job):
         plugins = resolve_plugins(spec)
         root = corpus_root(spec, plugins.dataset.cls, args.data_root)
+        backbone_cls = plugins.backbone.cls
+        options = plugin_options(backbone_cls.Options, spec.backbone.options, "backbone.options")
+        source = backbone_cls(spec.backbone.source, options).check_source()
     print(
         f"{args.job}: ok -- job {spec.name!r}: engine {spec.engine.name}, dataset {spec.dataset.name} "
-        f"at {root}, backbone {spec.backbone.name}, {len(spec.search_space)} hyperparameters, "
+        f"at {root}, backbone {spec.backbone.name} from {source}, {len(spec.search_space)} hyperparameters, "
         f"{spec.budget.trials} trials"
     )
     return 0

@@ -203,11 +203,16 @@ class Study:
             corpus.set_class_indices(self.classes)
             self.targets.append((target, corpus))
 
+    def make_backbone(self) -> None:
+        """The backbone plugin with its options, its source checked (no weights loaded yet),
+        so a bad source fails before any audio is read."""
+        options = plugin_options(self.plugins.backbone.cls.Options, self.spec.backbone.options, "backbone.options")
+        self.backbone: Backbone = self.plugins.backbone.cls(self.spec.backbone.source, options)
+        self.backbone.check_source()
+
     def load_backbone(self) -> None:
         from serbench.train import study_cache
 
-        options = plugin_options(self.plugins.backbone.cls.Options, self.spec.backbone.options, "backbone.options")
-        self.backbone: Backbone = self.plugins.backbone.cls(self.spec.backbone.source, options)
         self.events.stage(f"loading backbone {self.backbone.name} from {self.backbone.source}")
         started = time.perf_counter()
         self.backbone.build(len(self.classes))  # fail now, not in every trial
@@ -227,6 +232,7 @@ class Study:
         self.wall_start = time.perf_counter()
         self.check_output(force, resume)
         self.threads, self.available = configure_torch_threads(self.spec.resources.cpus)
+        self.make_backbone()
         self.load_data()
         self.load_transfer_targets()
         self.load_backbone()

@@ -211,11 +211,294 @@ def test_job_path_that_is_a_directory_is_rejected(cli, tmp_path):
 
 
 def test_job_file_not_utf8_is_rejected(cli, tmp_path):
-    """A job file that is not UTF-8 text is named in the message."""
+    """A job file that is not UTF-8 text is named in the message, with the bad byte's line."""
     path = tmp_path / "latin1.yaml"
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
     code, _, err = cli("validate", path)
-    assert_one_line_error(code, err, "latin1.yaml", "cannot read")
+    assert_one_line_error(code, err, "latin1.yaml", "cannot read", "byte 0xe9 at line 1 (offset 9)", "UTF-8")
+
+
+# --- strict YAML: duplicate keys, tabs, bytes that are not UTF-8 -----------------------
+
+# A valid job, written by hand so that the tests can name its lines.
+JOB_TEXT = """\
+name: test_job
+seed: 0
+dataset:
+  name: emodb
+  subset: {per_class: 5}
+backbone:
+  name: whisper
+  source: openai/whisper-tiny.en
+search_space:
+  lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+  epochs: {type: int, low: 1, high: 2}
+engine: {name: random}
+budget: {trials: 2}
+"""
+
+
+def job_text(old: str, new: str) -> str:
+    assert old in JOB_TEXT
+    return JOB_TEXT.replace(old, new, 1)
+
+
+def test_the_hand_written_job_is_valid(cli, write_job):
+    code, out, err = cli("validate", write_job(JOB_TEXT))
+    assert code == 0, err
+    assert "job.yaml: ok" in out
+
+
+YAML_CASES = [
+    pytest.param(
+        job_text("budget: {trials: 2}\n", "budget: {trials: 2}\nseed: 1\n"),
+        ["job.yaml: duplicate key 'seed' at line 14 (first at line 2)"],
+        id="duplicate-top-level-key",
+    ),
+    pytest.param(
+        job_text("engine:", "  lr: {type: float, low: 1.0e-3, high: 1.0e-2}\nengine:"),
+        ["job.yaml: duplicate key 'search_space.lr' at line 12 (first at line 10)"],
+        id="duplicate-nested-key",
+    ),
+    pytest.param(
+        job_text("budget: {trials: 2}", "budget: {trials: 2, trials: 3}"),
+        ["job.yaml: duplicate key 'budget.trials' at line 13, column 21 (first at line 13, column 10)"],
+        id="duplicate-key-in-flow-mapping",
+    ),
+    pytest.param(
+        JOB_TEXT + "transfer:\n  - name: ravdess\n    subset: {per_class: 2}\n    name: emodb\n",
+        ["job.yaml: duplicate key 'transfer.0.name' at line 17 (first at line 15)"],
+        id="duplicate-key-in-list-item",
+    ),
+    pytest.param(
+        job_text("  subset: {per_class: 5}\n", "  subset: {per_class: 5}\n  name: emodb\n"),
+        ["job.yaml: duplicate key 'dataset.name' at line 6 (first at line 4)"],
+        id="duplicate-key-same-value",
+    ),
+    pytest.param(
+        job_text("  source:", "\tsource:"),
+        ["job.yaml: YAML does not parse at line 8: tabs are not allowed for indentation; indent with spaces"],
+        id="tab-indentation",
+    ),
+    pytest.param(
+        job_text("seed: 0", "seed:\t0"),
+        ["job.yaml: YAML does not parse at line 2: a tab at column 6", "use spaces"],
+        id="tab-after-colon",
+    ),
+    pytest.param(
+        job_text("seed: 0", "seed: 0\x00"),
+        ["job.yaml: YAML does not parse at line 2: character U+0000 is not allowed"],
+        id="nul-character",
+    ),
+]
+
+
+@pytest.mark.parametrize("text, needles", YAML_CASES)
+def test_strict_yaml_is_rejected_by_validate(cli, write_job, text, needles):
+    """A duplicated key (anywhere: top level, nested, in a flow mapping, in a list item),
+    a tab in the indentation or a forbidden character fails with one line and its lines."""
+    code, out, err = cli("validate", write_job(text))
+    assert_one_line_error(code, err, *needles)
+    assert out == ""
+
+
+def test_a_byte_that_is_not_utf8_names_its_line(cli, tmp_path):
+    """A stray byte (here in a comment) names its line and offset and says files are UTF-8."""
+    path = tmp_path / "job.yaml"
+    path.write_bytes(JOB_TEXT.encode().replace(b"dataset:\n", b"dataset:  # caf\xff\n"))
+    offset = path.read_bytes().index(b"\xff")
+    code, _, err = cli("validate", path)
+    assert_one_line_error(code, err, "job.yaml", f"byte 0xff at line 3 (offset {offset})", "must be UTF-8")
+
+
+def test_merge_keys_still_work(cli, write_job, tmp_path):
+    """``<<`` merges an anchored mapping; a key of the mapping itself overrides a merged one."""
+    from serbench.spec import load_job
+
+    text = job_text("  lr: {", "  lr: &lr {")
+    text = text.replace("  epochs:", "  weight_decay:\n    <<: *lr\n    low: 1.0e-3\n    high: 1.0e-1\n  epochs:")
+    code, _, err = cli("validate", write_job(text))
+    assert code == 0, err
+    space = load_job(tmp_path / "job.yaml").search_space
+    assert (space["weight_decay"].low, space["weight_decay"].high, space["weight_decay"].log) == (1e-3, 1e-1, True)
+
+
+def test_run_rejects_a_duplicate_key_before_any_output(cli, write_job, tmp_path):
+    code, _, err = cli("run", write_job(job_text("seed: 0", "seed: 0\nseed: 1")), "--out", tmp_path / "res")
+    assert_one_line_error(code, err, "duplicate key 'seed' at line 3 (first at line 2)")
+    assert not (tmp_path / "res").exists()
+
+
+# --- backbone.source: checked by validate, without loading weights or the network ------
+
+
+def model_folder(tmp_path: Path, *files: str) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("{}", encoding="utf-8")
+    return folder
+
+
+SOURCE_CASES = [
+    pytest.param(lambda tmp: str(tmp / "nowhere"), ["backbone.source: no such model folder", "nowhere"], id="missing-absolute-folder"),
+    pytest.param(lambda tmp: "./no-such-model", ["backbone.source: no such model folder", "no-such-model"], id="missing-relative-folder"),
+    pytest.param(
+        lambda tmp: "~/no-such-serbench-model",
+        ["backbone.source: no such model folder", str(Path.home() / "no-such-serbench-model")],
+        id="missing-home-folder",
+    ),
+    pytest.param(
+        lambda tmp: str(model_folder(tmp)),
+        ["backbone.source:", "holds no whisper model: no config.json, no preprocessor_config.json, no *.safetensors or *.bin"],
+        id="empty-folder",
+    ),
+    pytest.param(
+        lambda tmp: str(model_folder(tmp, "config.json", "preprocessor_config.json")),
+        ["backbone.source:", "holds no whisper model: no *.safetensors or *.bin"],
+        id="folder-without-weights",
+    ),
+    pytest.param(
+        lambda tmp: str(model_folder(tmp, "config.json") / "config.json"),
+        ["backbone.source:", "config.json is a file"],
+        id="file-not-folder",
+    ),
+    pytest.param(
+        lambda tmp: "not a hub id!",
+        ["backbone.source: 'not a hub id!' is neither a model folder", "SERBENCH_MODELS", "nor a hub id (owner/name"],
+        id="malformed-hub-id",
+    ),
+    pytest.param(lambda tmp: "a/b/c", ["backbone.source: 'a/b/c' is neither a model folder", "hub id"], id="three-part-id"),
+    pytest.param(lambda tmp: "openai/-whisper", ["'openai/-whisper' is neither", "hub id"], id="hub-name-starts-with-dash"),
+    pytest.param(lambda tmp: "open--ai/whisper", ["'open--ai/whisper' is neither", "hub id"], id="hub-id-with-double-dash"),
+    pytest.param(
+        lambda tmp: "whisper-tiny",
+        ["'whisper-tiny' is neither a model folder (none here or under $SERBENCH_MODELS", "hub id"],
+        id="name-not-under-models",
+    ),
+    pytest.param(
+        lambda tmp: "someone/unknown-model",
+        ["backbone.source: hub id 'someone/unknown-model' cannot be loaded offline: HF_HUB_OFFLINE is set",
+         "neither in the local cache nor at", "unknown-model"],
+        id="hub-id-offline-not-cached",
+    ),
+]
+
+
+@pytest.mark.parametrize("source, needles", SOURCE_CASES)
+def test_unusable_backbone_source_is_rejected_by_validate(cli, job_dict, write_job, tmp_path, monkeypatch, source, needles):
+    """A source that cannot be loaded fails ``validate`` with one line naming it."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    job_dict["backbone"]["source"] = source(tmp_path)
+    code, out, err = cli("validate", write_job(job_dict))
+    assert_one_line_error(code, err, "job.yaml", *needles)
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(lambda models: "whisper-tiny.en", id="name-under-serbench-models"),
+        pytest.param(lambda models: str(models / "whisper-tiny.en"), id="absolute-path"),
+        pytest.param(lambda models: "openai/whisper-tiny.en", id="hub-id-found-under-serbench-models"),
+    ],
+)
+def test_backbone_source_that_resolves_is_accepted(cli, job_dict, write_job, tiny_whisper, source):
+    job_dict["backbone"]["source"] = source(tiny_whisper.parent)
+    code, out, err = cli("validate", write_job(job_dict))
+    assert code == 0, err
+    assert err == ""
+    assert f"backbone whisper from {tiny_whisper}," in out
+
+
+def test_hub_id_not_cached_is_accepted_online_with_a_note(cli, job_dict, write_job, monkeypatch):
+    """Online, a well-formed hub id not present here is accepted: ``run`` downloads it
+    (``validate`` itself never touches the network)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    job_dict["backbone"]["source"] = "someone/unknown-model"
+    code, out, err = cli("validate", write_job(job_dict))
+    assert code == 0, err
+    assert "someone/unknown-model (hub id, not in the local cache: downloaded at run time)" in out
+
+
+def test_hub_id_in_the_hugging_face_cache_is_accepted_offline(job_dict, write_job, tmp_path, tiny_whisper):
+    """A hub id whose ``main`` revision is in the Hugging Face cache (the layout
+    ``snapshot_download`` leaves: refs/main -> snapshots/<commit>/ -> ../../blobs) is
+    accepted offline, and its snapshot must hold the model files."""
+    repo = tmp_path / "hub" / "models--acme--whisper-copy"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(tiny_whisper / name, repo / "blobs" / name)
+        (snapshot / name).symlink_to(Path("..", "..", "blobs", name))
+    job_dict["backbone"]["source"] = "acme/whisper-copy"
+    job = str(write_job(job_dict))
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    proc = serbench_subprocess("validate", job, env=env)
+    assert_one_line_error(proc.returncode, proc.stderr, "'acme/whisper-copy' cannot be loaded offline")
+
+    (repo / "blobs" / "model.safetensors").symlink_to(tiny_whisper / "model.safetensors")
+    (snapshot / "model.safetensors").symlink_to(Path("..", "..", "blobs", "model.safetensors"))
+    proc = serbench_subprocess("validate", job, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "backbone whisper from acme/whisper-copy (hub id, in the local cache)" in proc.stdout
+
+
+SPEECHBRAIN_CASES = [
+    pytest.param(
+        lambda tmp: str(model_folder(tmp, "wav2vec2.ckpt")),
+        ["holds no speechbrain-wav2vec2 model: no hyperparams.yaml"],
+        id="folder-without-hyperparams",
+    ),
+    pytest.param(lambda tmp: str(tmp / "gone"), ["no such model folder", "gone"], id="missing-folder"),
+    pytest.param(lambda tmp: "speechbrain/bad name", ["'speechbrain/bad name' is neither", "hub id"], id="malformed-hub-id"),
+    pytest.param(
+        lambda tmp: "speechbrain/emotion-recognition-wav2vec2-IEMOCAP",
+        ["'speechbrain/emotion-recognition-wav2vec2-IEMOCAP' cannot be loaded offline"],
+        id="hub-id-offline-not-collected",
+    ),
+]
+
+
+@pytest.mark.parametrize("source, needles", SPEECHBRAIN_CASES)
+def test_unusable_speechbrain_source_is_rejected_by_validate(
+    cli, job_dict, write_job, tmp_path, monkeypatch, source, needles
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    job_dict["backbone"] = {
+        "name": "speechbrain-wav2vec2",
+        "source": source(tmp_path),
+        "options": {"savedir": str(tmp_path / "collected")},
+    }
+    code, _, err = cli("validate", write_job(job_dict))
+    assert_one_line_error(code, err, "job.yaml", "backbone.source", *needles)
+
+
+def test_speechbrain_hub_id_collected_in_savedir_is_accepted_offline(cli, job_dict, write_job, tmp_path, monkeypatch):
+    """A hub id whose files were collected into ``savedir`` before is read from there."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    collected = tmp_path / "collected" / "speechbrain--emotion-recognition-wav2vec2-IEMOCAP"
+    collected.mkdir(parents=True)
+    (collected / "hyperparams.yaml").write_text("encoder_dim: 768\n", encoding="utf-8")
+    job_dict["backbone"] = {
+        "name": "speechbrain-wav2vec2",
+        "source": "speechbrain/emotion-recognition-wav2vec2-IEMOCAP",
+        "options": {"savedir": str(tmp_path / "collected")},
+    }
+    code, out, err = cli("validate", write_job(job_dict))
+    assert code == 0, err
+    assert "(hub id, in the local cache)" in out
+
+
+def test_run_rejects_a_missing_model_folder(cli, job_dict, write_job, tmp_path):
+    """``run`` gives the same one line as ``validate`` and writes no result."""
+    job_dict["backbone"]["source"] = str(tmp_path / "nowhere")
+    code, _, err = cli("run", write_job(job_dict), "--out", tmp_path / "res")
+    assert_one_line_error(code, err, "job.yaml", "backbone.source: no such model folder", "nowhere")
+    assert not (tmp_path / "res" / job_dict["name"] / "result.json").exists()
 
 
 CLI_CASES = [
@@ -327,12 +610,12 @@ def test_run_data_error_is_the_only_line_on_stderr(cli, job_dict, write_job, tmp
     assert_one_line_error(code, err, str(empty))
 
 
-def serbench_subprocess(*args: str) -> subprocess.CompletedProcess[str]:
+def serbench_subprocess(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "serbench.cli", *args],
         capture_output=True,
         text=True,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
         cwd=REPO,
         timeout=120,
     )
@@ -350,6 +633,12 @@ def test_subprocess_validate_rejects_unknown_dataset(job_dict, write_job):
     job_dict["dataset"]["name"] = "iemocap"
     proc = serbench_subprocess("validate", str(write_job(job_dict)))
     assert_one_line_error(proc.returncode, proc.stderr, "iemocap", "emodb")
+
+
+def test_subprocess_validate_rejects_a_duplicate_key(write_job):
+    """The installed command exits 2 with one line for a duplicated key, no traceback."""
+    proc = serbench_subprocess("validate", str(write_job(job_text("seed: 0", "seed: 0\nseed: 1"))))
+    assert_one_line_error(proc.returncode, proc.stderr, "job.yaml", "duplicate key 'seed' at line 3 (first at line 2)")
 
 
 def test_subprocess_validate_accepts_the_repo_smoke_job():

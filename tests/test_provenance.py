@@ -54,8 +54,11 @@ def test_a_study_records_the_commit_and_the_engine_library(cli, job_dict, write_
     assert versions["torch"] == version("torch")
     assert versions["transformers"] == version("transformers")
     assert versions["python"] == ".".join(map(str, sys.version_info[:3]))
-    # the engine declares optuna; the emodb adapter and the whisper backbone declare nothing
-    assert versions["libraries"] == {"engine": {"name": "optuna", "version": version("optuna")}}
+    # the engine declares optuna, the whisper backbone transformers; the emodb adapter nothing
+    assert versions["libraries"] == {
+        "engine": {"name": "optuna", "version": version("optuna")},
+        "backbone": {"name": "transformers", "version": version("transformers")},
+    }
 
 
 def test_the_checkout_is_found_from_the_package_not_the_working_directory(tmp_path):

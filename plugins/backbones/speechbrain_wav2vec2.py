@@ -15,11 +15,26 @@ source the job names is loaded. Folder layout and offline use: see the README.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pydantic import Field
 
 from serbench import hookimpl
 from serbench.backbone import Backbone, resolve_source
 from serbench.spec import StrictModel
+
+HPARAMS = "hyperparams.yaml"
+
+
+def default_savedir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "serbench" / "speechbrain"
+
+
+def collect_dir(source: str, savedir: str | None) -> Path:
+    """Where the files of hub id ``source`` are collected: ``<savedir>/<owner>--<name>``."""
+    return (Path(savedir).expanduser() if savedir else default_savedir()) / source.replace("/", "--")
 
 
 class SpeechBrainWav2Vec2Options(StrictModel):
@@ -40,6 +55,8 @@ class SpeechBrainWav2Vec2Backbone(Backbone):
     name = "speechbrain-wav2vec2"
     default_source = "speechbrain/emotion-recognition-wav2vec2-IEMOCAP"
     Options = SpeechBrainWav2Vec2Options
+    library = "speechbrain"
+    model_files = ((HPARAMS,),)
 
     def __init__(self, source=None, options=None):
         super().__init__(source, options)
@@ -51,10 +68,16 @@ class SpeechBrainWav2Vec2Backbone(Backbone):
         from serbench_plugins.backbones.speechbrain_wav2vec2_model import SpeechBrainWav2Vec2SER, load_checkpoint
 
         if self._pretrained is None:
+            self.check_source()  # a clear message for a missing folder or an offline hub id
             self._pretrained = load_checkpoint(resolve_source(self.source), self.options.savedir)
         return SpeechBrainWav2Vec2SER(
             copy.deepcopy(self._pretrained), num_classes, self.options.freeze_feature_extractor
         )
+
+    def hub_cached(self, hub_id: str) -> bool:
+        """Collected earlier into ``savedir`` (SpeechBrain then reads it from there), or in
+        the Hugging Face cache."""
+        return (collect_dir(hub_id, self.options.savedir) / HPARAMS).is_file() or super().hub_cached(hub_id)
 
 
 @hookimpl

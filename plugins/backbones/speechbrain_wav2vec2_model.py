@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -23,14 +22,9 @@ from torch.nn import functional as F
 from serbench.backbone import resolve_source
 from serbench.errors import DataError, ModelError
 from serbench.model import SERModel
+from serbench_plugins.backbones.speechbrain_wav2vec2 import HPARAMS, collect_dir
 
-HPARAMS = "hyperparams.yaml"
 LAYOUT_HINT = "see the README's speechbrain-wav2vec2 section for the folder layout"
-
-
-def default_savedir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "serbench" / "speechbrain"
 
 
 def load_checkpoint(source: str, savedir: str | None = None) -> nn.Module:
@@ -48,7 +42,7 @@ def load_checkpoint(source: str, savedir: str | None = None) -> nn.Module:
         raise ModelError(f"SpeechBrain checkpoint folder {source!r} does not exist")
     collect = None  # SpeechBrain then reads a local folder in place
     if not local:
-        collect = (Path(savedir).expanduser() if savedir else default_savedir()) / source.replace("/", "--")
+        collect = collect_dir(source, savedir)
     try:
         with _quiet():
             from speechbrain.inference.classifiers import EncoderClassifier

@@ -49,6 +49,9 @@ class WhisperBackbone(Backbone):
     name = "whisper"
     default_source = "openai/whisper-base"
     Options = WhisperOptions
+    library = "transformers"
+    # What WhisperForAudioClassification / WhisperFeatureExtractor.from_pretrained read.
+    model_files = (("config.json",), ("preprocessor_config.json",), ("*.safetensors", "*.bin"))
 
     def __init__(self, source=None, options=None):
         super().__init__(source, options)
@@ -60,6 +63,7 @@ class WhisperBackbone(Backbone):
         from serbench_plugins.backbones.whisper_model import WhisperSER, load_encoder
 
         if self._pretrained is None:
+            self.check_source()  # a clear message for a missing folder or an offline hub id
             import torch
 
             # Loading initialises a classifier we drop, from the global RNG: keep the RNG as
