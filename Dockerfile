@@ -62,7 +62,6 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/serbench/
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY serbench ./serbench
-COPY plugins ./plugins
 COPY jobs ./jobs
 # The package itself. `serbench doctor --fix` then removes torchaudio's compiled extension, which
 # cannot load beside the CPU build of torch (serbench uses only torchaudio's Python parts), and
@@ -91,7 +90,7 @@ USER serbench
 
 ARG PREFETCH_SPEECHBRAIN=0
 RUN if [ "$PREFETCH_SPEECHBRAIN" = 1 ]; then \
-        python -c "from serbench_plugins.backbones.speechbrain_wav2vec2_model import load_checkpoint; \
+        python -c "from serbench.backbones.speechbrain_wav2vec2_model import load_checkpoint; \
 load_checkpoint('speechbrain/emotion-recognition-wav2vec2-IEMOCAP'); print('prefetched into /cache')"; \
     fi
 
@@ -117,8 +116,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && pip install --no-cache-dir -r /tmp/dev-requirements.txt \
  && rm /tmp/dev-requirements.txt
 COPY . .
-# tests/test_compose.py checks compose.yaml with docker-compose on the host, not in here.
-ENV PYTEST_ADDOPTS="--ignore=tests/test_compose.py" \
+# tests/execution/test_compose.py checks compose.yaml with docker-compose on the host, not in here.
+ENV PYTEST_ADDOPTS="--ignore=tests/execution/test_compose.py" \
     HF_HUB_OFFLINE=1
 ENTRYPOINT ["python", "-m", "pytest"]
 CMD ["-q"]

@@ -125,7 +125,7 @@ class Runs:
 def plan_lanes(jobs: int, requested: int | None, memory_gb: float) -> list[list[int]]:
     """Split this process's CPUs into lanes of whole CPUs: ``requested`` lanes, else one per
     CPU; never more lanes than jobs or CPUs, nor than memory holds at ``memory_gb`` a job."""
-    from serbench.resources import GIB, cpu_affinity, cpu_limit, memory_limit
+    from serbench.execution.limits import GIB, cpu_affinity, cpu_limit, memory_limit
 
     cpus = cpu_affinity() or list(range(os.cpu_count() or 1))
     usable = max(1, int(cpu_limit().cpus))  # a cgroup quota can be tighter than the affinity
@@ -200,7 +200,7 @@ def read_results(root: Path) -> dict:
     """``job -> Result`` for the jobs this report uses that have results (at least one
     engine job); a missing job is named on stderr and shown as not run."""
     from serbench.errors import UserError
-    from serbench.leaderboard import load_results
+    from serbench.leaderboard.board import load_results
 
     found = {run.result.job: run.result for run in load_results(root).runs}
     engines = [job for job in ENGINE_JOBS.values() if job in found]

@@ -8,7 +8,7 @@ leave-one-speaker-out over EmoDB's 10 speakers:
 - ``lr_*``: StandardScaler + LogisticRegression (C = 1), as in the model folders'
   PROVENANCE.md, on ``last``, ``mean`` and ``concat`` (all hidden states side by side: a
   linear head over every layer, the most a weighted sum of layers could express);
-- ``head_*``: serbench's own head trained by ``serbench.train.fit`` on the frozen encoder
+- ``head_*``: serbench's own head trained by ``serbench.training.fit.fit`` on the frozen encoder
   (``--lr``, ``--epochs``, batch 8), for ``last``, ``mean`` and ``weighted``.
 
 Prints one JSON object: mean and sd of the per-speaker BCA for each, and encoding seconds.
@@ -50,11 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("SERBENCH_MODELS", str(REPO.parent / "shared" / "models"))
     import torch
 
-    from serbench.dataset import Clip, load_audio
-    from serbench.protocols import take_subset
-    from serbench.resources import configure_torch_threads
+    from serbench.data.base import Clip
+
+    from serbench.data.audio import load_audio
+    from serbench.data.folds import take_subset
+    from serbench.execution.limits import configure_torch_threads
     from serbench.spec import SubsetSpec
-    from serbench_plugins.datasets.emodb import EmoDB
+    from serbench.data.adapters.emodb import EmoDB
 
     threads, _ = configure_torch_threads(64)
     utterances = EmoDB().scan(Path(os.environ["SERBENCH_DATA"]) / "emodb").utterances
@@ -82,8 +84,8 @@ def _features(model_name, pad, clips, maxlen, cache_dir):
     """``(N, L+1, D)`` pooled hidden states of every clip, via a persistent cache."""
     import torch
 
-    from serbench.train import FeatureCache
-    from serbench_plugins.backbones.whisper import WhisperBackbone, WhisperOptions
+    from serbench.training.fit import FeatureCache
+    from serbench.backbones.whisper import WhisperBackbone, WhisperOptions
 
     backbone = WhisperBackbone(model_name, WhisperOptions(layers="weighted", pad=pad))
     torch.manual_seed(0)
@@ -118,11 +120,11 @@ def _lr_probes(per_layer, clips, speakers) -> dict[str, dict[str, float]]:
 def _head_probes(backbone, per_layer, clips, speakers, args, torch) -> dict[str, dict[str, float]]:
     """serbench's head on frozen features; the cache is filled from ``per_layer`` under
     each layer option's own key, so no clip is encoded again."""
-    from serbench.metrics import score_predictions
+    from serbench.results.metrics import score_predictions
     from serbench.spec import TrainParams
-    from serbench.train import FeatureCache, fit, predict
-    from serbench_plugins.backbones.whisper import WhisperBackbone, WhisperOptions
-    from serbench_plugins.datasets.emodb import EmoDB
+    from serbench.training.fit import FeatureCache, fit, predict
+    from serbench.backbones.whisper import WhisperBackbone, WhisperOptions
+    from serbench.data.adapters.emodb import EmoDB
 
     params = TrainParams(lr=args.lr, epochs=args.epochs, unfreeze=args.epochs, maxlen=args.maxlen, batch_size=8)
     views = {"last": per_layer[:, -1], "mean": per_layer[:, 1:].mean(axis=1), "weighted": per_layer}

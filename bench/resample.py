@@ -17,7 +17,7 @@ like-for-like comparison, the same clips untouched at 16 kHz in the same layout
    folder within 2x of EmoDB's rate (``ratio`` = emodb / folder_24414 files per second).
 2. ``resample``: seconds per file of the resampling alone on the 24,414 Hz files (each
    read first, untimed), each resampler in its own child process (its own peak RSS):
-   - ``soxr``: ``serbench.dataset.resample``, what ``load_audio`` runs now, on every file;
+   - ``soxr``: ``serbench.data.audio.resample``, what ``load_audio`` runs now, on every file;
    - ``torchaudio``: ``torchaudio.functional.resample`` per file, as ``load_audio`` did
      before (the "before" figure; it is not in the product any more). At several seconds
      per file it times ``--before-files`` of the files (default 20, evenly spaced; 0: all).
@@ -149,7 +149,7 @@ def build_corpora(emodb_root: Path, scratch: Path, files: int | None):
     import soundfile as sf
     import soxr
 
-    from serbench_plugins.datasets.emodb import EmoDB
+    from serbench.data.adapters.emodb import EmoDB
 
     utterances = EmoDB().scan(emodb_root).utterances
     if files is not None and files < len(utterances):
@@ -179,7 +179,7 @@ def serbench_command() -> list[str]:
     script = Path(sys.executable).parent / "serbench"
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from serbench.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from serbench.cli.main import main; sys.exit(main())"]
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float, int, str, str]:
@@ -241,12 +241,12 @@ def _child(resampler: str, folder: Path, limit: int) -> None:
     if 0 < limit < len(paths):
         paths = [paths[int(i * len(paths) / limit)] for i in range(limit)]
     if resampler == "soxr":
-        from serbench.dataset import resample
+        from serbench.data.audio import resample
     else:
         import torch
         import torchaudio.functional as F
 
-        def resample(samples, orig_rate, new_rate):  # serbench.dataset.resample before issue 12
+        def resample(samples, orig_rate, new_rate):  # serbench.data.audio.resample before issue 12
             tensor = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
             return F.resample(tensor, orig_rate, new_rate).numpy()
 
@@ -269,7 +269,7 @@ def rate_sweep(clip: Path, folder: Path, random_rates: int = 8, seed: int = 0) -
     import soundfile as sf
     import soxr
 
-    from serbench.dataset import MAX_RATE, MIN_RATE, load_audio
+    from serbench.data.audio import MAX_RATE, MIN_RATE, load_audio
 
     rng = np.random.default_rng(seed)
     rates = sorted({*SWEEP_RATES, *(int(r) for r in rng.integers(MIN_RATE, MAX_RATE + 1, random_rates))})

@@ -3,7 +3,7 @@ on the same EmoDB clips (all 535, or a stratified subset with ``--quick``).
 
 1. ``frozen_study``: the same 15-trial frozen-phase study (``epochs`` 1..3 and
    ``unfreeze: 6``, so the encoder stays frozen; the paper's ``lr`` and ``maxlen`` ranges;
-   batch size 1; random search, one seed) run through ``serbench.study.Study``:
+   batch size 1; random search, one seed) run through ``serbench.study.study.Study``:
    - *seed style*: no feature cache (every utterance re-encoded every epoch) and
      ``pad: maxlen`` (fixed-length padding to the trial's ``maxlen``);
    - *serbench*: the study's feature cache and the default ``pad: none``;
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.pop("SERBENCH_CACHE", None)  # features from earlier runs would flatter serbench
 
-    from serbench.resources import configure_torch_threads
+    from serbench.execution.limits import configure_torch_threads
 
     started = time.perf_counter()
     threads, available = configure_torch_threads(available_cpus())
@@ -92,7 +92,7 @@ def _log(started: float, message: str) -> None:
 
 
 def available_cpus() -> float:
-    from serbench.resources import cpu_limit
+    from serbench.execution.limits import cpu_limit
 
     return cpu_limit().cpus
 
@@ -165,7 +165,7 @@ def frozen_study(spec_dict: dict, scratch: Path) -> dict:
 
 
 def _study(spec, out_dir: Path):
-    from serbench.study import Study
+    from serbench.study.study import Study
 
     return Study(spec, out_dir)
 
@@ -182,7 +182,7 @@ def study_clips(spec_dict: dict, scratch: Path):
 def _build(backbone: str, **options):
     import torch
 
-    from serbench_plugins.backbones.whisper import WhisperBackbone, WhisperOptions
+    from serbench.backbones.whisper import WhisperBackbone, WhisperOptions
 
     torch.manual_seed(0)
     return WhisperBackbone(backbone, WhisperOptions(**options)).build(7)
@@ -190,7 +190,7 @@ def _build(backbone: str, **options):
 
 def encoder_seconds(backbone: str, clips) -> dict:
     """Frozen forward over whole clips (cut at 30 s), batched by length, two policies."""
-    from serbench.train import encode_batched
+    from serbench.training.fit import encode_batched
 
     times = {}
     for pad in ("none", "30s"):
@@ -212,7 +212,7 @@ def unfrozen_throughput(backbone: str, clips, batch_size: int, seed: int, flop_c
     from torch.utils.flop_counter import FlopCounterMode
 
     from serbench.spec import TrainParams
-    from serbench.train import fit
+    from serbench.training.fit import fit
 
     maxlen = max(MAXLENS)
     params = TrainParams(
@@ -263,7 +263,7 @@ def _padded_audio_s(clips, params, seed: int) -> float:
     drew: same seed, same first draw of its generator)."""
     import torch
 
-    from serbench.train import epoch_batches
+    from serbench.training.fit import epoch_batches
 
     batches = epoch_batches(clips, params, torch.Generator().manual_seed(seed))
     lengths = [min(len(c.wave), params.maxlen) for c in clips]

@@ -5,7 +5,7 @@ Importing this package is cheap (no torch): plugins import ``hookimpl`` from her
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from serbench.hookspecs import hookimpl
+from serbench.plugin.hookspecs import hookimpl
 
 try:
     __version__ = _version("serbench")

@@ -88,7 +88,7 @@ def write_job(tmp_path: Path):
 @pytest.fixture
 def cli(capsys):
     """Run ``serbench`` in-process; return (exit code, stdout, stderr)."""
-    from serbench.cli import main
+    from serbench.cli.main import main
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main([str(a) for a in args])
@@ -96,3 +96,16 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> str:
+    """The CLI's contract for bad input; returns the message for further checks."""
+    assert code == 2, err
+    line = err.strip()
+    assert line, "nothing on stderr"
+    assert "\n" not in line, err
+    assert line.startswith("serbench: error:"), line
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    return line

@@ -1,2 +1,0 @@
-"""serbench's built-in plugins, registered through the ``serbench`` entry-point group
-exactly like a third-party plugin package."""

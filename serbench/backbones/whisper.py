@@ -1,0 +1,102 @@
+"""Whisper's audio encoder as an SER backbone (OpenAI Whisper, MIT-licensed weights).
+
+Loads any Hugging Face-format Whisper checkpoint -- a local folder such as
+``whisper-base`` or a hub id such as ``openai/whisper-base`` -- through
+``WhisperForAudioClassification.from_pretrained`` in float32, keeps the encoder, and
+by default runs it on unpadded inputs: the positional table is sliced to the clip's length
+instead of padding every clip to 30 s. In a batch, padded frames are masked out of
+attention and out of the mean-pooling, so an utterance gets the same features alone or in
+a batch. Option ``pad`` pads with silence to ``maxlen`` or 30 s instead; ``layers`` picks
+the hidden states to pool (see ``WhisperSER``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import Field
+
+from serbench import hookimpl
+from serbench.backbones.base import Backbone, resolve_source
+from serbench.spec import StrictModel
+
+
+class WhisperOptions(StrictModel):
+    layers: Union[Literal["last", "mean", "weighted"], int] = Field(
+        "mean",
+        description="Hidden states to pool: 'last' (after the final layer norm), 'mean' of "
+        "all transformer layers' outputs, one index (0 = the input embeddings), or "
+        "'weighted': a learned softmax-weighted sum of all of them, part of the head.",
+    )
+    pad: Literal["none", "maxlen", "30s"] = Field(
+        "none",
+        description="What the encoder sees after a clip: 'none' (unpadded, positional table "
+        "sliced), 'maxlen' (silence up to the trial's maxlen) or '30s' (silence up to "
+        "Whisper's 30-s window). Pooling always covers the clip's frames only.",
+    )
+
+    train_layers: Optional[int] = Field(
+        None,
+        ge=1,
+        description="From the unfreeze epoch on, train only the top N transformer layers "
+        "(and the final layer norm); the convolutional front and the layers below stay "
+        "frozen, and their outputs are cached, so an unfrozen epoch runs only those N "
+        "layers. Default: the whole encoder trains (convolutions included).",
+    )
+
+
+class WhisperBackbone(Backbone):
+    name = "whisper"
+    default_source = "openai/whisper-base"
+    Options = WhisperOptions
+    library = "transformers"
+    # What WhisperForAudioClassification / WhisperFeatureExtractor.from_pretrained read.
+    model_files = (("config.json",), ("preprocessor_config.json",), ("*.safetensors", "*.bin"))
+
+    def __init__(self, source=None, options=None):
+        super().__init__(source, options)
+        self._pretrained = None
+
+    def build(self, num_classes: int):
+        import copy
+
+        from serbench.backbones.whisper_model import WhisperSER, load_encoder
+
+        if self._pretrained is None:
+            self.check_source()  # a clear message for a missing folder or an offline hub id
+            import torch
+
+            # Loading initialises a classifier we drop, from the global RNG: keep the RNG as
+            # it was, so the first model built after torch.manual_seed equals the later ones.
+            with torch.random.fork_rng(devices=[]):
+                self._pretrained = load_encoder(resolve_source(self.source))
+        encoder, feature_extractor = self._pretrained
+        return WhisperSER(
+            copy.deepcopy(encoder),
+            feature_extractor,
+            self.options.layers,
+            num_classes,
+            self.options.pad,
+            self.options.train_layers,
+        )
+
+    def cache_key(self) -> str:
+        """``describe()`` plus the folder the source resolved to and its weight files'
+        sizes and times, so a persistent feature cache never serves another checkpoint's
+        features under the same name."""
+        import json
+        from pathlib import Path
+
+        resolved = resolve_source(self.source)
+        folder = Path(resolved)
+        files = {}
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+                stat = path.stat()
+                files[path.name] = [stat.st_size, stat.st_mtime_ns]
+        return json.dumps({**self.describe(), "resolved": resolved, "weights": files}, sort_keys=True)
+
+
+@hookimpl
+def serbench_backbones():
+    return [WhisperBackbone]

@@ -1,0 +1,231 @@
+"""The torch side of the Whisper backbone (imported only when a model is built)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from serbench.data.audio import SAMPLE_RATE
+from serbench.errors import DataError, ModelError
+from serbench.backbones.model import SERModel
+
+MEL_HOP = 160  # samples per mel frame; the encoder halves the frame rate (20 ms per output)
+WINDOW = 480000  # Whisper's 30-s input window, in samples (3000 mel frames, 1500 positions)
+PAD_POLICIES = ("none", "maxlen", "30s")
+
+
+def load_encoder(source: str):
+    """``(encoder, feature_extractor)`` from a local folder or hub id, in float32.
+
+    ``WhisperEncoder.from_pretrained`` would silently give a random encoder for these
+    checkpoints (their keys live under ``model.encoder``), so the classification model
+    is loaded and its encoder kept.
+    """
+    import transformers
+    from transformers import WhisperFeatureExtractor, WhisperForAudioClassification
+
+    transformers.logging.set_verbosity_error()  # "newly initialised head" is expected
+    transformers.logging.disable_progress_bar()
+    try:
+        feature_extractor = WhisperFeatureExtractor.from_pretrained(source)
+        model = WhisperForAudioClassification.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ModelError(
+            f"cannot load Whisper model {source!r}: {first} (name a local Hugging Face-format "
+            "folder, a folder under $SERBENCH_MODELS, or a hub id reachable from here)"
+        ) from None
+    return model.encoder, feature_extractor
+
+
+class WhisperSER(SERModel):
+    """Whisper's encoder, pooled over the frames that hold the clip.
+
+    ``pad`` says what the encoder sees beyond a clip's last sample (clips longer than
+    Whisper's 30-s window are cut to it under every policy):
+
+    - ``none``: nothing. The clip's log-mel is encoded as it is, with the positional table
+      sliced to its length; in a batch, shorter clips' padded frames are masked out of
+      attention, so a clip's features are the same alone or batched.
+    - ``maxlen``: zeros (silence) up to the trial's ``maxlen`` samples, encoded and attended
+      to like any input, as fixed-length padding does.
+    - ``30s``: zeros up to 480000 samples (3000 mel frames), Whisper's native input; the
+      encoder attends to the silence, as in its training.
+
+    Under every policy the pooling (a mean over time) covers only the output frames that
+    hold the clip: ``frames // 2`` unpadded, ``ceil(samples / 320)`` padded.
+
+    ``layers``: ``last`` (after the final layer norm), ``mean`` of the transformer layers'
+    outputs, an index (0 = the input embeddings), or ``weighted``: the pooled vectors of
+    all ``L + 1`` hidden states, ``(B, L + 1, D)``, mixed by the head's learned weights.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        feature_extractor,
+        layers: str | int,
+        num_classes: int,
+        pad: str = "none",
+        train_layers: int | None = None,
+    ):
+        n_layers = len(encoder.layers)
+        if isinstance(layers, int) and not 0 <= layers <= n_layers:
+            raise ModelError(f"backbone.options.layers: {layers} is out of range 0..{n_layers}")
+        if pad not in PAD_POLICIES:
+            raise ModelError(f"backbone.options.pad: {pad!r} is not one of {', '.join(PAD_POLICIES)}")
+        if train_layers is not None and not 1 <= train_layers <= n_layers:
+            raise ModelError(f"backbone.options.train_layers: {train_layers} is out of range 1..{n_layers}")
+        feature_layers = n_layers + 1 if layers == "weighted" else None
+        super().__init__(encoder.config.d_model, num_classes, feature_layers)
+        self.encoder = encoder
+        self.feature_extractor = feature_extractor
+        self.layers = layers
+        self.pad = pad
+        self.train_layers = train_layers
+        # Transformer layers [0, split) never train: with train_layers set they (and the
+        # convolutional front) form a frozen prefix whose output a feature cache can keep.
+        self.split = 0 if train_layers is None else n_layers - train_layers
+        if train_layers is not None:
+            self.prefix_rows = self.split + 1
+            for param in self._prefix_parameters():
+                param.requires_grad_(False)
+
+    def encoder_modules(self):
+        if self.train_layers is None:
+            return [self.encoder]
+        return [self.encoder.layers[self.split :], self.encoder.layer_norm]
+
+    def frozen_modules(self):
+        if self.train_layers is None:
+            return []
+        return [self.encoder.conv1, self.encoder.conv2, self.encoder.layers[: self.split]]
+
+    def fixed_parameters(self):
+        # Whisper's sinusoids are never trained; nor is a frozen prefix.
+        return [self.encoder.embed_positions.weight, *self._prefix_parameters()]
+
+    def _prefix_parameters(self) -> list[nn.Parameter]:
+        return [p for module in self.frozen_modules() for p in module.parameters()]
+
+    def log_mel(self, wave: np.ndarray, length: int | None = None) -> torch.Tensor:
+        """``(80, frames)`` log-mel of one clip zero-padded to ``length`` samples (default:
+        unpadded), ``frames`` even."""
+        samples = length or len(wave)
+        frames = min(samples, WINDOW) // MEL_HOP
+        frames -= frames % 2
+        if len(wave) < 2 * MEL_HOP:
+            raise DataError(f"a clip of {len(wave)} samples is too short for Whisper (needs {2 * MEL_HOP})")
+        if samples > len(wave):
+            wave = np.pad(wave, (0, samples - len(wave)))
+        features = self.feature_extractor(
+            wave[:WINDOW], sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt"
+        ).input_features[0]
+        return features[:, :frames]
+
+    def pad_length(self, maxlen: int | None) -> int | None:
+        """Samples every clip is padded to under this policy (``None``: unpadded)."""
+        if self.pad == "30s":
+            return WINDOW
+        if self.pad == "maxlen":
+            if maxlen is None:
+                raise ValueError("pad='maxlen' needs the clips' maxlen: call encode(waves, maxlen)")
+            return min(maxlen, WINDOW)
+        return None
+
+    def input_key(self, samples: int, maxlen: int) -> tuple[int, ...]:
+        cut = min(samples, maxlen, WINDOW)
+        return (cut,) if self.pad == "none" else (cut, self.pad_length(maxlen))
+
+    def _encode(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
+        return self._encode_cut(waves, None)
+
+    def _encode_cut(self, waves: Sequence[np.ndarray], maxlen: int | None) -> torch.Tensor:
+        cut = self.pad_length(maxlen) or WINDOW
+        return self._encode_from_prefix(self._prefix_states(waves, maxlen), [min(len(w), cut) for w in waves])
+
+    def _prefix_states(self, waves: Sequence[np.ndarray], maxlen: int | None) -> list[torch.Tensor]:
+        """Per clip, the frozen prefix's output packed as one ``(split + 1 + steps, D)``
+        tensor: the pooled hidden states ``0 .. split`` (rows ``0 .. split``), then the
+        hidden state entering layer ``split``, one row per output frame (all frames when
+        padded, the clip's own frames when not)."""
+        encoder = self.encoder
+        length = self.pad_length(maxlen)
+        waves = [w[: length or WINDOW] for w in waves]
+        mels = [self.log_mel(w, length) for w in waves]
+        frames = torch.tensor([m.shape[1] for m in mels])
+        longest = int(frames.max())
+        # Zero padding behaves exactly like the convolutions' own zero padding, so with an
+        # even frame count the valid outputs never see a padded frame.
+        batch = torch.zeros(len(mels), mels[0].shape[0], longest)
+        for i, mel in enumerate(mels):
+            batch[i, :, : mel.shape[1]] = mel
+        x = nn.functional.gelu(encoder.conv1(batch))
+        x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+        steps = x.shape[1]
+        x = x + encoder.embed_positions.weight[:steps]
+        own = frames // 2 if length is None else torch.full((len(waves),), steps)
+        valid, mask = self._valid_and_mask([len(w) for w in waves], own, steps)
+        pooled = [_pool(x, valid)]
+        for layer in encoder.layers[: self.split]:
+            x = _layer(layer, x, mask)
+            pooled.append(_pool(x, valid))
+        rows = torch.stack(pooled, dim=1)  # (B, split + 1, D)
+        return [torch.cat([rows[i], x[i, : int(own[i])]]) for i in range(len(waves))]
+
+    def _encode_from_prefix(self, states: Sequence[torch.Tensor], samples: Sequence[int]) -> torch.Tensor:
+        """Features from :meth:`_prefix_states` of clips of ``samples`` samples (as cut)."""
+        head_rows = self.split + 1
+        own = torch.tensor([len(s) - head_rows for s in states])
+        steps = int(own.max())
+        x = torch.zeros(len(states), steps, states[0].shape[1], dtype=states[0].dtype)
+        for i, state in enumerate(states):
+            x[i, : int(own[i])] = state[head_rows:]
+        valid, mask = self._valid_and_mask(samples, own, steps)
+        pooled = [s[:head_rows] for s in states]
+        top = []
+        trained = self.encoder.layers[self.split :]
+        for index, layer in enumerate(trained):
+            x = _layer(layer, x, mask)
+            if index == len(trained) - 1:
+                x = self.encoder.layer_norm(x)
+            top.append(_pool(x, valid))
+        hidden = torch.cat([torch.stack(pooled), torch.stack(top, dim=1)], dim=1)  # (B, L + 1, D)
+        if self.layers == "weighted":
+            return hidden
+        if self.layers == "last":
+            return hidden[:, -1]
+        if self.layers == "mean":
+            return hidden[:, 1:].mean(dim=1)
+        return hidden[:, self.layers]
+
+    def _valid_and_mask(
+        self, samples: Sequence[int], own: torch.Tensor, steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``valid`` (B, steps): the frames pooled; ``mask``: the additive attention mask
+        hiding other clips' padding (unpadded policy only; padded inputs attend to their
+        silence, as in Whisper's training)."""
+        if self.pad == "none":
+            covered = own
+        else:  # pooling covers the clip only
+            covered = torch.tensor([-(-n // (2 * MEL_HOP)) for n in samples]).clamp(1, steps)
+        valid = torch.arange(steps)[None, :] < covered[:, None]
+        mask = None
+        if self.pad == "none" and not bool(valid.all()):
+            mask = torch.zeros(len(samples), 1, steps, steps)
+            mask.masked_fill_(~valid[:, None, None, :], torch.finfo(mask.dtype).min)
+        return valid, mask
+
+
+def _layer(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    x = layer(x, mask)
+    return x[0] if isinstance(x, tuple) else x  # older transformers return (hidden, attentions)
+
+
+def _pool(h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over the ``valid`` frames: ``(B, steps, D) -> (B, D)``."""
+    weights = valid.to(h.dtype)[:, :, None]
+    return (h * weights).sum(dim=1) / weights.sum(dim=1)

@@ -1,0 +1,7 @@
+"""``python -m serbench.cli``: the ``serbench`` command."""
+
+import sys
+
+from serbench.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""``serbench leaderboard``: the command line of :mod:`serbench.leaderboard.board`.
+
+Invalid ``result.json`` files are named on stderr, one warning line each, and left out;
+no valid result at all is bad input (exit 2). Output goes to stdout, or to ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from serbench.errors import UserError
+from serbench.leaderboard.board import GROUP_KEYS
+from serbench.leaderboard.formats import FORMATS
+
+
+def add_leaderboard_parser(commands: argparse._SubParsersAction) -> None:
+    board = commands.add_parser("leaderboard", help="rank every result.json below a folder (table, md, csv, json, html)")
+    board.add_argument("results", type=Path, metavar="RESULTS_DIR", help="folder searched for result.json files")
+    board.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    board.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+    board.add_argument("--by", choices=GROUP_KEYS, help="group rows under a heading per engine, dataset, ...")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from serbench.leaderboard.board import make_board
+
+    if args.output is not None and args.output.is_dir():
+        raise UserError(f"--output {args.output}: is a folder; name a file")
+    board = make_board(args.results, by=args.by)
+    for skipped in board.loaded.skipped:
+        print(f"serbench: warning: {skipped.path}: {skipped.reason}; skipped", file=sys.stderr)
+    if args.format == "table" and args.output is None:
+        from rich.console import Console
+
+        from serbench.leaderboard.formats import print_table
+
+        console = Console()
+        if console.is_terminal:
+            print_table(board, console)
+            return 0
+    text = render(board, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"--output {args.output}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
+    print(f"{args.output}: {args.format} leaderboard of {len(board.loaded.runs)} result(s) in {len(board.rows)} row(s)")
+    return 0
+
+
+def render(board, fmt: str) -> str:
+    """The whole output of one format as text."""
+    from serbench.leaderboard import formats as formats
+
+    if fmt == "html":
+        from serbench.leaderboard.html import render_html
+
+        return render_html(board)
+    return {
+        "table": formats.render_table,
+        "md": formats.render_markdown,
+        "csv": formats.render_csv,
+        "json": formats.render_json,
+    }[fmt](board)

@@ -1,0 +1,139 @@
+"""Text renderings of a :class:`~serbench.leaderboard.board.Board`: a rich table, Markdown, CSV
+and JSON. Each function returns the whole output as a string (HTML is in
+:mod:`serbench.leaderboard.html`).
+
+Table and Markdown show rounded display strings (``mean ± sd``); CSV and JSON carry the
+unrounded numbers in separate fields, for spreadsheets and scripts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from serbench.leaderboard.board import Board, Row, Stat, cells, columns
+
+FORMATS = ("table", "md", "csv", "json", "html")
+
+
+def render_table(board: Board, width: int = 250) -> str:
+    """The rich tables as plain text, ``width`` columns wide."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+    print_table(board, console)
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+
+
+def print_table(board: Board, console) -> None:
+    """One rich table per group, then a one-paragraph footer."""
+    from rich.table import Table
+
+    for heading, rows in board.groups:
+        table = Table(title=heading or f"serbench leaderboard: {board.loaded.root}", title_justify="left")
+        for name in columns(board):
+            table.add_column(name, overflow="fold", no_wrap=name == "job")
+        for position, row in enumerate(rows, 1):
+            table.add_row(*cells(board, position, row))
+        console.print(table)
+    console.print(_footer(board), highlight=False, soft_wrap=True)
+
+
+def render_markdown(board: Board) -> str:
+    head = columns(board)
+    lines = [f"# serbench leaderboard: {board.loaded.root}", ""]
+    for heading, rows in board.groups:
+        if heading:
+            lines += [f"## {heading}", ""]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join(" --- " for _ in head) + "|")
+        for position, row in enumerate(rows, 1):
+            lines.append("| " + " | ".join(_md(cell) for cell in cells(board, position, row)) + " |")
+        lines.append("")
+    lines.append(_footer(board))
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _footer(board: Board) -> str:
+    n = len(board.loaded.runs)
+    text = (f"{n} result{'s' if n != 1 else ''} in {len(board.rows)} row{'s' if len(board.rows) != 1 else ''}; "
+            "ranked by test BCA, then best validation BCA; ± is the sd over seeds (or folds); "
+            "thresholds: mean study minutes to reach them (mean trial number)")
+    if board.loaded.skipped:
+        text += f"; skipped {len(board.loaded.skipped)} invalid file(s)"
+    return text
+
+
+def csv_header(board: Board) -> list[str]:
+    head = ["rank", "group", "job", "engine", "dataset", "backbone", "protocol", "seeds", "trials", "folds",
+            "status", "best_val_bca", "best_val_bca_sd", "test_bca", "test_bca_sd", "minutes_to_best",
+            "efficiency"]
+    for t in board.thresholds:
+        head += [f"minutes_to_{t:g}", f"trial_to_{t:g}", f"reached_{t:g}"]
+    for target in board.targets:
+        head += [f"transfer_{target}_bca", f"transfer_{target}_bca_sd"]
+    return head
+
+
+def render_csv(board: Board) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(csv_header(board))
+    for heading, rows in board.groups:
+        group = heading.split(": ", 1)[1] if heading else ""
+        for position, row in enumerate(rows, 1):
+            writer.writerow(_csv_row(board, position, group, row))
+    return buffer.getvalue()
+
+
+def _csv_row(board: Board, position: int, group: str, row: Row) -> list[object]:
+    out: list[object] = [position, group, row.label, row.engine, row.dataset, row.backbone, row.protocol,
+                         len(set(row.seeds)), _whole(row.trials), row.folds, row.status]
+    out += [*_pair(row.best_val), *_pair(row.test), _mean(row.minutes_to_best), _mean(row.efficiency)]
+    for t in board.thresholds:
+        cell = row.thresholds.get(t)
+        out += [_num(cell.minutes), _num(cell.trial), f"{cell.reached}/{cell.searches}"] if cell else ["", "", ""]
+    for target in board.targets:
+        out += list(_pair(row.transfer.get(target)))
+    return out
+
+
+def _pair(value: Stat | None) -> tuple[object, object]:
+    if value is None:
+        return "", ""
+    return _num(value.mean), _num(value.sd)
+
+
+def _mean(value: Stat | None) -> object:
+    return "" if value is None else _num(value.mean)
+
+
+def _whole(value: float) -> object:
+    return int(value) if float(value).is_integer() else value
+
+
+def _num(value: float | None) -> object:
+    return "" if value is None else round(value, 6)
+
+
+def render_json(board: Board) -> str:
+    data = {
+        "root": str(board.loaded.root),
+        "by": board.by,
+        "thresholds": board.thresholds,
+        "transfer_targets": board.targets,
+        "groups": [
+            {
+                "heading": heading,
+                "rows": [{"rank": position, **row.as_json()} for position, row in enumerate(rows, 1)],
+            }
+            for heading, rows in board.groups
+        ],
+        "skipped": [{"path": str(s.path), "reason": s.reason} for s in board.loaded.skipped],
+    }
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,59 @@
+"""Scores of a final model: on its test split, over folds, and on transfer targets.
+
+BCA (balanced class accuracy) is the mean per-class recall over the classes the scored
+set contains; it is what the paper reports and what the search optimises.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+from serbench.results.schema import Evaluation, TestSummary, TransferScore
+
+
+def evaluate(truth: np.ndarray, predicted: np.ndarray, classes: list[str], split: str) -> Evaluation:
+    """BCA, accuracy, per-class recall and confusion matrix over ``classes``."""
+    score = score_predictions(truth, predicted, classes)
+    return Evaluation(split=split, labels=classes, **score.model_dump())
+
+
+def score_predictions(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> TransferScore:
+    from sklearn.metrics import accuracy_score, confusion_matrix, recall_score
+
+    present = sorted(set(truth.tolist()))
+    recalls = recall_score(truth, predicted, labels=present, average=None, zero_division=0)
+    return TransferScore(
+        n=len(truth),
+        bca=float(np.mean(recalls)),
+        accuracy=float(accuracy_score(truth, predicted)),
+        per_class_recall={classes[i]: float(r) for i, r in zip(present, recalls)},
+        confusion_matrix=confusion_matrix(truth, predicted, labels=list(range(len(classes)))).tolist(),
+    ) if len(truth) else _empty(len(classes))
+
+
+def _empty(n_classes: int) -> TransferScore:
+    return TransferScore(n=0, bca=0.0, accuracy=0.0, per_class_recall={}, confusion_matrix=[[0] * n_classes] * n_classes)
+
+
+def summarize(scores: list[Evaluation | TransferScore]) -> TestSummary:
+    """Mean and population standard deviation of BCA over folds; summed confusion."""
+    bcas = [s.bca for s in scores]
+    return TestSummary(
+        n_folds=len(scores),
+        bca_mean=float(np.mean(bcas)),
+        bca_sd=float(statistics.pstdev(bcas)) if len(bcas) > 1 else 0.0,
+        bca_per_fold=bcas,
+        accuracy_mean=float(np.mean([s.accuracy for s in scores])),
+        confusion_matrix=np.sum([s.confusion_matrix for s in scores], axis=0).astype(int).tolist(),
+    )
+
+
+def mean_recall(scores: list[TransferScore]) -> dict[str, float]:
+    """Per-class recall averaged over the folds that scored that class."""
+    labels = sorted({label for s in scores for label in s.per_class_recall})
+    return {
+        label: float(np.mean([s.per_class_recall[label] for s in scores if label in s.per_class_recall]))
+        for label in labels
+    }

@@ -1,0 +1,238 @@
+"""The result schema: what ``result.json`` and each line of ``trials.jsonl`` hold, as
+pydantic models (``serbench schema result`` prints the JSON Schema).
+
+Times are seconds of study wall clock, counted from the start of the first trial (data
+loading and model loading, shared by every engine, are reported separately).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrialRecord(Record):
+    """One trial as the engine asked for it and as it came back."""
+
+    fold: int = Field(0, ge=0, description="Protocol fold (0 for the holdout protocols).")
+    number: int = Field(ge=0, description="Trial number within its fold.")
+    params: dict[str, Any] = Field(description="What the engine asked for.")
+    status: Literal["ok", "failed"]
+    value: float | None = Field(None, description="Validation BCA (null when failed).")
+    val_accuracy: float | None = None
+    collapsed: bool = Field(False, description="All validation predictions in one class.")
+    reason: str | None = Field(None, description="Why it failed: error, oom, timeout.")
+    error: str | None = None
+    epoch_losses: list[float] = Field(default_factory=list)
+    duration_s: float = Field(ge=0)
+    cumulative_s: float = Field(ge=0, description="Seconds of this fold's search when this trial ended.")
+
+
+class ThresholdHit(Record):
+    threshold: float
+    reached: bool
+    trial: int | None = Field(None, description="First trial whose validation BCA reached it.")
+    minutes: float | None = Field(None, description="Study minutes when that trial ended.")
+    efficiency: float | None = Field(None, description="threshold / minutes (BCA per minute).")
+
+
+class Best(Record):
+    trial: int
+    params: dict[str, Any]
+    val_bca: float
+    minutes: float = Field(description="Study minutes when the best trial ended.")
+    efficiency: float | None = Field(description="Best validation BCA per minute to reach it (paper's E).")
+
+
+class Evaluation(Record):
+    """Scores of the final model on a held-out split it never saw during selection."""
+
+    split: str
+    n: int
+    bca: float
+    accuracy: float
+    labels: list[str]
+    per_class_recall: dict[str, float]
+    confusion_matrix: list[list[int]] = Field(description="Rows: true labels; columns: predicted.")
+
+
+class TransferScore(Record):
+    """One final model scored zero-shot on another corpus through the label map."""
+
+    n: int = Field(description="Target utterances scored.")
+    bca: float = Field(description="BCA over the classes the target has.")
+    accuracy: float
+    per_class_recall: dict[str, float]
+    confusion_matrix: list[list[int]]
+
+
+class TransferResult(Record):
+    """Zero-shot scores on one target corpus (mean over folds where there are several)."""
+
+    target: str
+    root: str
+    labels: list[str] = Field(description="The model's classes: rows/columns of the confusion matrix.")
+    label_map: dict[str, str | None]
+    n: int
+    bca: float
+    bca_sd: float
+    bca_per_fold: list[float]
+    accuracy: float
+    per_class_recall: dict[str, float]
+    confusion_matrix: list[list[int]] = Field(description="Summed over folds.")
+    dropped: dict[str, int] = Field(description="Dropped by the label map, per target label.")
+    not_in_model: dict[str, int] = Field(description="Mapped to a class the model was not trained on.")
+    skipped_files: list[str]
+
+
+class FoldResult(Record):
+    """One fold: its search, its chosen configuration and its single test score."""
+
+    fold: int
+    test_speakers: list[str]
+    sizes: dict[str, int]
+    speakers: dict[str, int]
+    stopped_by: Literal["trials", "wall_minutes", "exhausted"]
+    best: Best | None
+    thresholds: list[ThresholdHit]
+    final_params: dict[str, Any] | None = Field(None, description="All hyperparameters of the final model.")
+    test: Evaluation | None
+    search_seconds: float
+    final_seconds: float
+
+
+class TestSummary(Record):
+    """Test scores over folds (one fold for the holdout protocols)."""
+
+    n_folds: int
+    bca_mean: float
+    bca_sd: float = Field(description="Population standard deviation over folds (0 for one fold).")
+    bca_per_fold: list[float]
+    accuracy_mean: float
+    confusion_matrix: list[list[int]] = Field(description="Summed over folds; rows true, columns predicted.")
+
+
+class ResourcesUsed(Record):
+    """What the job asked for (``resources``) and the limits it ran under."""
+
+    cpus_requested: float
+    cpus_available: float = Field(description="The smallest of the CPU affinity and the cgroup CPU quota.")
+    cpu_source: str = Field(description="Where cpus_available comes from: affinity, cgroup-v1, cgroup-v2, cpu_count.")
+    cpu_affinity: list[int] | None = Field(None, description="The CPUs the study's process could run on.")
+    torch_threads: int
+    memory_requested_gb: float
+    memory_limit_bytes: int | None = Field(
+        description="The memory limit in force (cgroup or RSS guard, the tighter); null: none but physical RAM."
+    )
+    memory_limit_source: str | None = Field(None, description="cgroup-v1, cgroup-v2 or rss-guard; null: no limit.")
+    physical_memory_bytes: int | None = None
+    executor: str = Field("local", description="local or docker (serbench run --executor).")
+    isolation: str = Field(
+        "none",
+        description="How the limits were enforced: none; cgroup-v1 or cgroup-v2 (a cgroup made by --isolate); "
+        "affinity+rss-guard (--isolate without a usable cgroup); inherited-cgroup-v1 or inherited-cgroup-v2 "
+        "(limits set by whoever started serbench, e.g. a container; serbench watched for OOM kills).",
+    )
+
+
+class DataSummary(Record):
+    dataset: str
+    root: str
+    protocol: dict[str, Any]
+    classes: list[str]
+    utterances: int
+    speakers: int
+    label_map: dict[str, str | None] = Field(description="Corpus label -> class; null: dropped.")
+    dropped: dict[str, int] = Field(description="Utterances dropped by the label map, per corpus label.")
+    skipped_files: list[str] = Field(description="Unusable files skipped (dataset.skip_bad_files).")
+    load_seconds: float
+
+
+class PluginVersion(Record):
+    name: str
+    package: str
+    version: str
+
+
+class LibraryVersion(Record):
+    name: str = Field(description="The distribution (what pip installs, e.g. ax-platform).")
+    version: str | None = Field(description="Its installed version; null: not installed as a distribution.")
+
+
+class Versions(Record):
+    """The code that made the result. ``commit``, ``dirty`` and ``libraries`` are absent
+    from results written before they were recorded; such files still load."""
+
+    serbench: str
+    commit: str | None = Field(
+        None,
+        description="Full git sha of the checkout serbench was imported from; null: not run from a "
+        "git checkout (a wheel install, a container image without .git) or git unavailable.",
+    )
+    dirty: bool | None = Field(
+        None,
+        description="The checkout had changes to tracked files against that commit (untracked files "
+        "do not count); null when commit is null or git could not tell.",
+    )
+    python: str
+    torch: str
+    transformers: str | None
+    plugins: dict[str, PluginVersion]
+    libraries: dict[str, LibraryVersion] = Field(
+        default_factory=dict,
+        description="By plugin kind (engine, dataset, backbone): the third-party library the job's "
+        "plugin declares it is built on (its library attribute), e.g. engine: optuna; plugins that "
+        "declare none are absent.",
+    )
+
+
+class Result(Record):
+    """A finished study. For one-fold protocols ``best``, ``thresholds``, ``test`` and
+    ``final_params`` repeat the fold's; with several folds (LOSO) they are null and
+    ``folds`` plus ``test_summary`` hold the scores."""
+
+    schema_version: int = SCHEMA_VERSION
+    job: str
+    status: Literal["completed", "partial", "all_failed"] = Field(
+        description="partial: some folds had no finished trial, so no test score."
+    )
+    started_at: str
+    finished_at: str
+    spec: dict[str, Any] = Field(description="The job spec as validated.")
+    versions: Versions
+    resources: ResourcesUsed
+    data: DataSummary
+    backbone: dict[str, Any]
+    stopped_by: Literal["trials", "wall_minutes", "exhausted"] = Field(
+        description="What ended the search (of any fold): the trial budget, the wall-clock "
+        "budget, or an engine with nothing left to ask (a finished grid)."
+    )
+    trials: list[TrialRecord]
+    folds: list[FoldResult]
+    best: Best | None
+    thresholds: list[ThresholdHit]
+    final_params: dict[str, Any] | None = None
+    test: Evaluation | None
+    test_summary: TestSummary | None
+    transfer: dict[str, TransferResult] = Field(default_factory=dict)
+    resumed: int = Field(0, description="Trials read back from trials.jsonl by --resume.")
+    search_seconds: float
+    final_seconds: float
+    wall_seconds: float
+    model_load_seconds: float | None = Field(
+        None,
+        description="Seconds to load the backbone's pre-trained weights, once before the first "
+        "trial; like data.load_seconds, not part of any study time. Null in results written before "
+        "it was recorded.",
+    )
+
+
+def result_schema() -> dict[str, Any]:
+    return Result.model_json_schema()

@@ -1,0 +1,31 @@
+"""Job specs: the YAML a user writes (``job``), its search-space parameters (``space``),
+the strict base of every spec model and plugin options (``options``), and the strict YAML
+reader (``strict_yaml``). Plugins import what they need from here."""
+
+from serbench.spec.job import (
+    BackboneSpec,
+    Budget,
+    DatasetSpec,
+    EngineSpec,
+    HoldoutProtocol,
+    JobSpec,
+    LosoProtocol,
+    Resources,
+    SpeakerHoldoutProtocol,
+    SubsetSpec,
+    TrainParams,
+    TransferTarget,
+    TUNABLE,
+    job_schema,
+    load_job,
+    parse_job,
+)
+from serbench.spec.options import NoOptions, StrictModel, describe_validation_error, plugin_options
+from serbench.spec.space import ChoiceParam, FloatParam, IntParam, Param
+
+__all__ = [
+    "BackboneSpec", "Budget", "ChoiceParam", "DatasetSpec", "EngineSpec", "FloatParam", "HoldoutProtocol",
+    "IntParam", "JobSpec", "LosoProtocol", "NoOptions", "Param", "Resources", "SpeakerHoldoutProtocol",
+    "StrictModel", "SubsetSpec", "TUNABLE", "TrainParams", "TransferTarget", "describe_validation_error",
+    "job_schema", "load_job", "parse_job", "plugin_options",
+]

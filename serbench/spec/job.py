@@ -1,0 +1,260 @@
+"""The job spec: what one YAML job file says (dataset, backbone, training, search space,
+engine, budget, resources), validated by pydantic, and ``load_job``, which turns a file
+into a ``JobSpec`` or raises ``SpecError`` with a one-line message naming the file and the
+offending field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from serbench.errors import SpecError
+from serbench.spec.options import StrictModel, describe_validation_error
+from serbench.spec.space import Param, extremes
+from serbench.spec.strict_yaml import load_yaml
+
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class TrainParams(StrictModel):
+    """The hyperparameters of one fine-tuning run, the paper's four first.
+
+    A job fixes any of them under ``training`` and tunes any under ``search_space``.
+    """
+
+    lr: float = Field(1e-4, gt=0, description="AdamW peak learning rate (cosine-annealed to 0).")
+    epochs: int = Field(3, ge=1, le=1000, description="Training epochs.")
+    unfreeze: int = Field(
+        1, ge=0, description="Epoch index from which the encoder is trained (0: from the start)."
+    )
+    maxlen: int = Field(
+        64000, ge=1600, description="Utterances are cut to this many samples at 16 kHz."
+    )
+    batch_size: int = Field(1, ge=1, le=512, description="Utterances per optimiser step.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    standardize: bool = Field(
+        True,
+        description="Standardise pooled features with the training set's statistics "
+        "(from the frozen pre-trained encoder) before the linear head.",
+    )
+    group_by_length: bool = Field(
+        False,
+        description="Batch utterances of similar length: each epoch's shuffled order is cut "
+        "into groups of 50 batches, each group sorted by length and batched, and the batches "
+        "shuffled. Less padding is computed when the encoder trains; no effect at batch size 1.",
+    )
+
+
+TUNABLE = tuple(TrainParams.model_fields)
+
+
+# --- dataset ----------------------------------------------------------------------------
+
+
+class HoldoutProtocol(StrictModel):
+    """The paper's protocol, without its leak: a stratified test split by seed, and a
+    stratified validation split carved out of the remaining training data. Only the
+    validation score drives the search; the test split is scored once, at the end."""
+
+    name: Literal["holdout"] = "holdout"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the training split.")
+
+
+class SpeakerHoldoutProtocol(StrictModel):
+    """Speaker-independent holdout: test speakers (named, or a seeded ``test_fraction``
+    of all speakers) never appear in training or validation, and validation speakers
+    (a seeded ``val_fraction`` of the rest) never appear in training."""
+
+    name: Literal["speaker-holdout"]
+    test_speakers: list[str] | None = Field(None, min_length=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of speakers held out for test.")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the remaining speakers for validation.")
+
+
+class LosoProtocol(StrictModel):
+    """Leave-one-speaker-out with nested selection: one fold per test speaker, and in
+    each fold a complete study (fresh engine, same seed and budget) that selects on
+    validation speakers drawn from the other speakers only. The fold's best
+    configuration is trained on all non-test speakers and scored on the test speaker.
+    Reported: per-fold test BCA, their mean and standard deviation."""
+
+    name: Literal["loso"]
+    val_speakers: int = Field(2, ge=1, description="Speakers per fold held out for validation.")
+    folds: list[str] | None = Field(
+        None, min_length=1, description="Only these test speakers (default: every speaker)."
+    )
+
+
+Protocol = Annotated[
+    Union[HoldoutProtocol, SpeakerHoldoutProtocol, LosoProtocol], Field(discriminator="name")
+]
+
+
+class SubsetSpec(StrictModel):
+    """A seeded subset of the corpus for quick runs: only the named ``speakers``, then
+    per class at most ``per_class`` utterances and/or a ``fraction`` (stratified)."""
+
+    speakers: list[str] | None = Field(None, min_length=1)
+    per_class: int | None = Field(None, ge=1)
+    fraction: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> "SubsetSpec":
+        if self.per_class is None and self.fraction is None and self.speakers is None:
+            raise ValueError("a subset needs speakers, per_class and/or fraction")
+        return self
+
+
+class TransferTarget(StrictModel):
+    """Another corpus the final model is scored on, zero-shot, through a label map."""
+
+    name: str = Field(min_length=1, description="Dataset adapter plugin name, e.g. ravdess.")
+    root: Path | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the adapter.")
+    label_map: dict[str, str | None] | None = None
+    subset: SubsetSpec | None = None
+
+
+class DatasetSpec(StrictModel):
+    """Which corpus, where it lives, how it is split."""
+
+    name: str = Field(min_length=1, description="Dataset adapter plugin name, e.g. emodb.")
+    root: Path | None = Field(
+        None, description="Corpus folder; default $SERBENCH_DATA/<corpus folder of the adapter>."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the adapter.")
+    protocol: Protocol = Field(default_factory=HoldoutProtocol)
+    subset: SubsetSpec | None = None
+    label_map: dict[str, str | None] | None = Field(
+        None,
+        description="Corpus label -> class (null drops it); replaces the adapter's default map.",
+    )
+    skip_bad_files: bool = Field(
+        False, description="Skip (and count) unusable files instead of refusing to start."
+    )
+
+
+# --- the rest ---------------------------------------------------------------------------
+
+
+class BackboneSpec(StrictModel):
+    name: str = Field(min_length=1, description="Backbone plugin name, e.g. whisper.")
+    source: str | None = Field(
+        None,
+        min_length=1,
+        description="A local model folder, a name under $SERBENCH_MODELS, or a hub id. "
+        "Model sources can contain code: name only sources you trust.",
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class EngineSpec(StrictModel):
+    name: str = Field(min_length=1, description="Engine plugin name, e.g. random.")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Budget(StrictModel):
+    trials: int = Field(ge=1, le=100_000)
+    wall_minutes: float | None = Field(
+        None, gt=0, description="No new trial starts after this many minutes."
+    )
+
+
+class Resources(StrictModel):
+    cpus: float = Field(2, gt=0, le=1024)
+    memory_gb: float = Field(8, gt=0, le=65536)
+
+
+class JobSpec(StrictModel):
+    """One study: a corpus, a backbone, a search space, an engine and a budget."""
+
+    name: str = Field(pattern=JOB_NAME_PATTERN, description="Used as the results folder name.")
+    seed: int = Field(0, ge=0, lt=2**32)
+    dataset: DatasetSpec
+    backbone: BackboneSpec
+    training: TrainParams = Field(default_factory=TrainParams)
+    search_space: dict[str, Param] = Field(default_factory=dict)
+    engine: EngineSpec
+    budget: Budget
+    transfer: list[TransferTarget] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    thresholds: list[float] = Field(default_factory=lambda: [0.8, 0.9])
+
+    @field_validator("name")
+    @classmethod
+    def _no_dots_only(cls, name: str) -> str:
+        if ".." in name:
+            raise ValueError("a job name may not contain '..'")
+        return name
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not 0 < value <= 1:
+                raise ValueError(f"threshold {value} is not in (0, 1]")
+        return sorted(set(values))
+
+    @field_validator("search_space")
+    @classmethod
+    def _space_fits_training(cls, space: dict[str, Any]) -> dict[str, Any]:
+        for key, param in space.items():
+            if key not in TUNABLE:
+                raise ValueError(f"unknown hyperparameter {key!r}; known: {', '.join(TUNABLE)}")
+            for value in extremes(param):
+                try:
+                    TrainParams.model_validate({key: value})
+                except ValidationError as exc:
+                    msg = exc.errors()[0]["msg"]
+                    raise ValueError(f"{key}: value {value!r} is not allowed ({msg})") from None
+        return space
+
+    def train_params(self, overrides: dict[str, Any]) -> TrainParams:
+        """The full set of hyperparameters for a trial: fixed ones plus ``overrides``."""
+        return TrainParams.model_validate({**self.training.model_dump(), **overrides})
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def load_job(path: str | os.PathLike[str]) -> JobSpec:
+    """Read and validate a job file; raise ``SpecError`` with a one-line message.
+
+    The YAML is read strictly: a key given twice in one mapping is an error (PyYAML would
+    keep the last value), as are tabs used for indentation and bytes that are not UTF-8.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such job file") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise SpecError(f"{path}: cannot read job file ({exc.__class__.__name__})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SpecError(
+            f"{path}: cannot read job file: byte 0x{raw[exc.start]:02x} at line {line} (offset {exc.start}) "
+            "is not UTF-8; a job file must be UTF-8 text"
+        ) from None
+    data = load_yaml(text, path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a job file must be a YAML mapping, got {type(data).__name__}")
+    return parse_job(data, source=str(path))
+
+
+def parse_job(data: dict[str, Any], source: str = "<job>") -> JobSpec:
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {describe_validation_error(exc, data)}") from None
+
+
+def job_schema() -> dict[str, Any]:
+    return JobSpec.model_json_schema()

@@ -1,0 +1,404 @@
+"""The engine contract as a test kit, for plugin authors and for serbench's own engines.
+
+One test checks an engine against every clause of the contract::
+
+    from serbench.testing.engines import check_engine
+    from my_package.serbench_plugin import MyEngine
+
+    def test_my_engine_keeps_the_engine_contract():
+        check_engine(MyEngine)                     # or check_engine(MyEngine, {"option": 1})
+
+or one test per clause, so a report lists each clause that broke::
+
+    from serbench.testing.engines import engine_contract_test
+
+    test_my_engine_contract = engine_contract_test(MyEngine)   # or (MyEngine, {"option": 1})
+
+(``CONTRACT_CHECKS`` holds the checks, for a parametrisation of your own.)
+
+Every check drives fresh engines through ask/tell on a cheap synthetic objective (no
+training) over ``KIT_SPACE`` -- a log float, a linear float, a linear and a log int, a
+numeric and a boolean choice -- or the ``space`` you pass. A broken clause raises
+``ContractError`` (an ``AssertionError``) saying which clause and what was seen.
+
+The clauses:
+
+- ``check_declaration``: a non-empty ``name``; ``Options`` rejects unknown keys.
+- ``check_bounds_and_types``: a value for every parameter and no other key; ``float``
+  for a float range, ``int`` for an int range, inside ``[low, high]``; exactly one of the
+  values of a choice (same type: ``1`` is not ``True``).
+- ``check_coverage``: over the first trials of many seeds, every choice value is
+  reached, and a log range is sampled on a log scale (a log float over 1e-6..1e-3 lands
+  below 3e-5 far more often than the 3 % a linear scale gives).
+- ``check_handles_failure``: failed trials told as failures do not stop the engine.
+- ``check_deterministic``: same seed, same configurations in the same order; another
+  seed, other configurations.
+- ``check_state_roundtrip``: ``state_dict()`` survives ``json.dumps``/``json.loads``, and a
+  fresh engine that loads it asks what the original asks next.
+- ``check_replay``: a fresh engine that is ``replay``-ed a journal asks what the
+  uninterrupted run asked next (if the class sets ``deterministic_replay``; otherwise it
+  must accept the replay and keep asking valid configurations).
+- ``check_budget``: ``run_synthetic(engine, budget)`` asks exactly ``budget`` times, and an
+  engine needs no more than that (a budget of 1 works).
+
+Every check takes ``(engine_cls, options=None, space=None, *, samples=48, trials=12)``.
+Engines whose model-based phase starts after a random start (TPE, BO) are worth
+checking with a short start, e.g. ``check_engine(MyTPE, {"n_startup_trials": 3})``;
+``samples`` and ``trials`` can be lowered for an engine that is slow to ask.
+
+``run_synthetic(engine, budget)`` and ``synthetic_objective`` are there for an author's
+own tests: they drive an engine as the study loop does, without training anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from pydantic import BaseModel, ValidationError
+
+from serbench.engines.base import Engine, Outcome, SearchSpace
+from serbench.spec import ChoiceParam, FloatParam, IntParam
+
+KIT_SPACE: dict[str, FloatParam | IntParam | ChoiceParam] = {
+    "lr": FloatParam(type="float", low=1e-6, high=1e-3, log=True),
+    "weight_decay": FloatParam(type="float", low=0.0, high=0.1),
+    "epochs": IntParam(type="int", low=1, high=10),
+    "batch_size": IntParam(type="int", low=1, high=64, log=True),
+    "maxlen": ChoiceParam(type="choice", values=[32000, 48000, 64000, 80000, 112000, 160000]),
+    "standardize": ChoiceParam(type="choice", values=[True, False]),
+}
+
+SAMPLES = 48  # configurations drawn by the statistical checks
+TRIALS = 12  # trials of the sequence checks
+
+
+class ContractError(AssertionError):
+    """An engine breaks a clause of the engine contract."""
+
+    def __init__(self, engine_cls: type, clause: str, detail: str):
+        self.clause = clause
+        super().__init__(f"engine {getattr(engine_cls, 'name', engine_cls.__name__)!r} breaks '{clause}': {detail}")
+
+
+@dataclass(frozen=True)
+class SyntheticTrial:
+    number: int
+    params: dict[str, Any]
+    outcome: Outcome
+
+
+def unit(param: FloatParam | IntParam | ChoiceParam, value: Any) -> float:
+    """Where ``value`` lies in its parameter's range, from 0 to 1 (log-aware; a
+    choice's position in its list)."""
+    if isinstance(param, ChoiceParam):
+        index = next(i for i, v in enumerate(param.values) if type(v) is type(value) and v == value)
+        return index / max(len(param.values) - 1, 1)
+    if param.log:
+        return (math.log(value) - math.log(param.low)) / (math.log(param.high) - math.log(param.low))
+    return (value - param.low) / (param.high - param.low)
+
+
+def synthetic_objective(space: SearchSpace, params: Mapping[str, Any], optimum: float = 0.3) -> float:
+    """A cheap, smooth stand-in for a validation BCA, in (0, 1]: highest (1.0) where
+    every parameter sits at ``optimum`` of its (log-aware) range."""
+    distance = sum((unit(param, params[key]) - optimum) ** 2 for key, param in space.items())
+    return math.exp(-distance / (0.1 * len(space)))
+
+
+Objective = Callable[[dict[str, Any]], float]
+
+
+def run_synthetic(
+    engine: Engine,
+    budget: int,
+    objective: Objective | None = None,
+    fail: Iterable[int] = (),
+    start: int = 0,
+) -> list[SyntheticTrial]:
+    """Drive ``engine`` as the study loop does: trials ``start .. budget - 1``, each asked
+    once and told once. Trials whose number is in ``fail`` are told as failures; the rest
+    get ``objective(params)`` (default: ``synthetic_objective`` on the engine's space)."""
+    score = objective or (lambda params: synthetic_objective(engine.space, params))
+    failing = set(fail)
+    trials = []
+    for number in range(start, budget):
+        params = engine.ask(number)
+        if number in failing:
+            outcome = Outcome.failed("synthetic failure")
+        else:
+            outcome = Outcome.ok(score(params))
+        engine.tell(number, outcome)
+        trials.append(SyntheticTrial(number, params, outcome))
+    return trials
+
+
+def make_engine(
+    engine_cls: type[Engine], options: Mapping[str, Any] | None = None, space: SearchSpace | None = None, seed: int = 0
+) -> Engine:
+    """An engine as a study makes one: validated options, the space, the seed."""
+    validated = engine_cls.Options.model_validate(dict(options or {}))
+    return engine_cls(dict(space or KIT_SPACE), seed, validated)
+
+
+# --- the clauses ------------------------------------------------------------------------
+# Each takes the engine class, its options (a mapping, validated by its Options model)
+# and a search space (default KIT_SPACE), and raises ContractError naming the clause.
+
+
+def check_declaration(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """A non-empty ``name``, an ``Engine`` subclass, an ``Options`` model that rejects
+    unknown keys, and a constructor that takes (space, seed, options)."""
+    clause = "declaration"
+    if not (isinstance(engine_cls, type) and issubclass(engine_cls, Engine)):
+        raise ContractError(engine_cls, clause, "the class must subclass serbench.engines.base.Engine")
+    if not isinstance(getattr(engine_cls, "name", None), str) or not engine_cls.name:
+        raise ContractError(engine_cls, clause, "the class needs a non-empty string `name`")
+    model = engine_cls.Options
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise ContractError(engine_cls, clause, "`Options` must be a pydantic model")
+    try:
+        model.model_validate({**dict(options or {}), "no_such_option_xyz": 1})
+    except ValidationError:
+        pass
+    else:
+        raise ContractError(engine_cls, clause, "`Options` accepts unknown keys (use serbench.spec.StrictModel)")
+    with _clause(engine_cls, clause):
+        make_engine(engine_cls, options, space)
+
+
+def check_bounds_and_types(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """``samples`` trials on the synthetic objective: every configuration has exactly the
+    space's keys, each value of its parameter's type and inside its bounds."""
+    space = dict(space or KIT_SPACE)
+    with _clause(engine_cls, "bounds and types"):
+        run = run_synthetic(make_engine(engine_cls, options, space), samples)
+    for trial in run:
+        _check_config(engine_cls, "bounds and types", space, trial.number, trial.params)
+
+
+def check_coverage(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """The first 3 trials of ``samples / 3`` seeds, on a flat objective: every choice
+    value is asked for, and at least 30 % of the values of each log range lie in the
+    lower half of its log range (a linear scale puts 3 % there for 1e-6..1e-3, and 12 %
+    for 1..64). Early trials of many seeds show how an engine maps its space before an
+    adaptive engine narrows down."""
+    space = dict(space or KIT_SPACE)
+    run: list[SyntheticTrial] = []
+    with _clause(engine_cls, "coverage"):
+        for seed in range(max(samples // 3, 1)):
+            run += run_synthetic(make_engine(engine_cls, options, space, seed=seed), 3, objective=lambda params: 0.5)
+    for trial in run:
+        _check_config(engine_cls, "bounds and types", space, trial.number, trial.params)
+    for key, param in space.items():
+        if isinstance(param, ChoiceParam):
+            seen = {repr(t.params[key]) for t in run}
+            missing = [v for v in param.values if repr(v) not in seen]
+            if missing:
+                raise ContractError(
+                    engine_cls, "choice coverage", f"{key}: values {missing!r} never asked for in {len(run)} trials"
+                )
+        elif param.log:
+            middle = math.sqrt(param.low * param.high)
+            low_half = sum(t.params[key] <= middle for t in run) / len(run)
+            if low_half < 0.3:
+                raise ContractError(
+                    engine_cls,
+                    "log scale",
+                    f"{key} ({param.low:g}..{param.high:g}, log): only {low_half:.0%} of {len(run)} values "
+                    f"are at or below {middle:g}; a log scale puts about half there",
+                )
+
+
+def check_handles_failure(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """Trials 0, 1, 2 and one later trial fail: the engine is told so and keeps asking
+    valid configurations."""
+    clause = "handles failure"
+    space = dict(space or KIT_SPACE)
+    with _clause(engine_cls, clause):
+        run = run_synthetic(make_engine(engine_cls, options, space), trials, fail={0, 1, 2, trials // 2})
+    for trial in run:
+        _check_config(engine_cls, clause, space, trial.number, trial.params)
+
+
+def check_deterministic(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """Two engines seeded 11 ask for the same ``trials`` configurations in the same
+    order (told the same outcomes, one of them a failure); one seeded 12 does not."""
+    clause = "deterministic per seed"
+    space = dict(space or KIT_SPACE)
+    with _clause(engine_cls, clause):
+        first, again, other = (
+            _configs(run_synthetic(make_engine(engine_cls, options, space, seed=seed), trials, fail={1}))
+            for seed in (11, 11, 12)
+        )
+    _same_sequence(engine_cls, clause, 0, first, again, "the first engine seeded 11")
+    if other == first:
+        raise ContractError(engine_cls, clause, f"seeds 11 and 12 ask for the same {trials} configurations")
+
+
+def check_state_roundtrip(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """After half of ``trials``, ``state_dict()`` goes through JSON into a fresh engine's
+    ``load_state_dict``; both then ask for the same configurations."""
+    clause = "state round trip"
+    space = dict(space or KIT_SPACE)
+    cut = trials // 2
+    with _clause(engine_cls, clause):
+        original = make_engine(engine_cls, options, space, seed=5)
+        run_synthetic(original, cut, fail={1})
+        state = original.state_dict()
+    try:
+        state = json.loads(json.dumps(state))
+    except (TypeError, ValueError) as exc:
+        raise ContractError(engine_cls, clause, f"state_dict() is not JSON-serialisable: {exc}") from None
+    with _clause(engine_cls, clause):
+        restored = make_engine(engine_cls, options, space, seed=5)
+        restored.load_state_dict(state)
+        expected = _configs(run_synthetic(original, trials, start=cut))
+        got = _configs(run_synthetic(restored, trials, start=cut))
+    _same_sequence(engine_cls, clause, cut, expected, got, "the engine that saved the state")
+
+
+def check_replay(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """The first half of a ``trials``-long run (a failure among them) is replayed into a
+    fresh engine, which then asks valid configurations -- the same as the uninterrupted
+    run's if the class declares ``deterministic_replay``."""
+    clause = "replay"
+    space = dict(space or KIT_SPACE)
+    cut = trials // 2
+    with _clause(engine_cls, clause):
+        run = run_synthetic(make_engine(engine_cls, options, space, seed=7), trials, fail={1})
+        fresh = make_engine(engine_cls, options, space, seed=7)
+        for trial in run[:cut]:
+            fresh.replay(trial.number, dict(trial.params), trial.outcome)
+        rest = run_synthetic(fresh, trials, start=cut)
+    for trial in rest:
+        _check_config(engine_cls, clause, space, trial.number, trial.params)
+    if engine_cls.deterministic_replay:
+        reference = "the uninterrupted run (the class declares deterministic_replay)"
+        _same_sequence(engine_cls, clause, cut, _configs(run[cut:]), _configs(rest), reference)
+
+
+def check_budget(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """Budgets of 1 and 3 trials: ``run_synthetic`` asks and tells exactly that many
+    trials, numbered from 0, and the engine needs nothing more (no warm-up asks)."""
+    clause = "budget"
+    space = dict(space or KIT_SPACE)
+    for budget in (1, 3):
+        engine = _Counting(make_engine(engine_cls, options, space))
+        with _clause(engine_cls, clause):
+            run_synthetic(engine, budget)
+        if engine.asked != list(range(budget)) or engine.told != list(range(budget)):
+            raise ContractError(engine_cls, clause, f"a budget of {budget} asked {engine.asked} and told {engine.told}")
+
+
+CONTRACT_CHECKS = (
+    check_declaration,
+    check_bounds_and_types,
+    check_coverage,
+    check_handles_failure,
+    check_deterministic,
+    check_state_roundtrip,
+    check_replay,
+    check_budget,
+)
+
+
+def check_engine(
+    engine_cls: type[Engine],
+    options: Mapping[str, Any] | None = None,
+    space: SearchSpace | None = None,
+    *,
+    samples: int = SAMPLES,
+    trials: int = TRIALS,
+) -> None:
+    """Run every clause of the contract on ``engine_cls`` (with these engine ``options``,
+    over ``space``, default ``KIT_SPACE``); the first broken one raises ``ContractError``.
+
+    ``samples``: configurations drawn by the statistical checks; ``trials``: length of
+    the runs compared by the sequence checks. Lower them only for slow engines."""
+    for check in CONTRACT_CHECKS:
+        check(engine_cls, options, space, samples=samples, trials=trials)
+
+
+def engine_contract_test(engine_cls: type[Engine], options: Mapping[str, Any] | None = None, **kit: Any):
+    """A pytest test function, parametrised with one case per clause, for a test module:
+    ``test_my_engine_contract = engine_contract_test(MyEngine)``. ``options`` and the
+    keyword arguments (``space``, ``samples``, ``trials``) go to every check."""
+    import pytest
+
+    @pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda check: check.__name__.removeprefix("check_"))
+    def test_engine_contract(check):
+        check(engine_cls, options, **kit)
+
+    return test_engine_contract
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _check_config(engine_cls, clause: str, space: SearchSpace, number: int, params: Any) -> None:
+    def broken(detail: str) -> ContractError:
+        return ContractError(engine_cls, clause, f"trial {number}: {detail}")
+
+    if not isinstance(params, dict):
+        raise broken(f"ask() returned {type(params).__name__}, not a dict")
+    if set(params) != set(space):
+        raise broken(f"keys {sorted(params)} are not the search space's {sorted(space)}")
+    for key, param in space.items():
+        value = params[key]
+        if isinstance(param, ChoiceParam):
+            if not any(type(v) is type(value) and v == value for v in param.values):
+                raise broken(f"{key}={value!r} ({type(value).__name__}) is not one of {param.values!r}")
+            continue
+        kind = float if isinstance(param, FloatParam) else int
+        if type(value) is not kind:
+            raise broken(f"{key}={value!r} is a {type(value).__name__}, not a {kind.__name__}")
+        if not (param.low <= value <= param.high) or (kind is float and not math.isfinite(value)):
+            raise broken(f"{key}={value!r} is outside [{param.low}, {param.high}]")
+
+
+@contextmanager
+def _clause(engine_cls, clause: str):
+    """An exception inside is the clause breaking: re-raise it as a ``ContractError``."""
+    try:
+        yield
+    except ContractError:
+        raise
+    except Exception as exc:
+        raise ContractError(engine_cls, clause, f"raised {exc.__class__.__name__}: {exc}") from exc
+
+
+def _configs(trials: list[SyntheticTrial]) -> list[dict[str, Any]]:
+    return [trial.params for trial in trials]
+
+
+def _same_sequence(engine_cls, clause: str, start: int, expected: list, got: list, reference: str) -> None:
+    if len(expected) != len(got):
+        raise ContractError(engine_cls, clause, f"{len(got)} configurations where {reference} gave {len(expected)}")
+    for offset, (a, b) in enumerate(zip(expected, got)):
+        if a != b or any(type(a[key]) is not type(b.get(key)) for key in a):
+            raise ContractError(
+                engine_cls, clause, f"trial {start + offset}: asked for {b!r}, but {reference} asked for {a!r}"
+            )
+
+
+class _Counting(Engine):
+    """Wraps an engine and records the trial numbers it is asked for and told."""
+
+    name = "counting"
+
+    def __init__(self, inner: Engine):
+        self.inner, self.space, self.seed, self.options = inner, inner.space, inner.seed, inner.options
+        self.asked: list[int] = []
+        self.told: list[int] = []
+
+    def ask(self, number: int) -> dict[str, Any]:
+        self.asked.append(number)
+        return self.inner.ask(number)
+
+    def tell(self, number: int, outcome: Outcome) -> None:
+        self.told.append(number)
+        self.inner.tell(number, outcome)

@@ -1,0 +1,2 @@
+"""Fine-tuning: training and prediction (:mod:`.fit`) and the frozen-feature cache
+(:mod:`.features`)."""

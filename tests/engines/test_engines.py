@@ -1,0 +1,339 @@
+"""The built-in engines: each keeps the engine contract (serbench.testing.engines), plus what is
+particular to each -- the full grid, Ax's Sobol-then-GP, TPE beating random search, and
+failures told as failures. Real libraries, cheap synthetic objectives."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+from serbench.engines.base import Outcome, SearchExhausted
+from serbench.errors import SpecError
+from serbench.spec import ChoiceParam, FloatParam, IntParam, plugin_options
+from serbench.testing.engines import (
+    CONTRACT_CHECKS,
+    ContractError,
+    check_deterministic,
+    check_engine,
+    check_replay,
+    engine_contract_test,
+    make_engine,
+    run_synthetic,
+)
+from serbench.engines.ax_bo import AxEngine
+from serbench.engines.grid_search import GridSearch
+from serbench.engines.hyperopt_tpe import HyperoptTPE
+from serbench.engines.optuna_tpe import OptunaEngine
+from serbench.engines.random_search import RandomSearch
+
+PAPER_SPACE = {
+    "lr": FloatParam(type="float", low=1e-6, high=1e-3, log=True),
+    "epochs": IntParam(type="int", low=1, high=10),
+    "unfreeze": IntParam(type="int", low=0, high=5),
+    "maxlen": ChoiceParam(type="choice", values=[32000, 48000, 64000, 80000, 112000, 160000]),
+}
+
+# (engine, options, kit keyword arguments). TPE engines get a short random start so the
+# kit exercises TPE itself; Ax runs Sobol only (a GP step takes seconds: tested below).
+KIT_CASES = [
+    ("random", None, {}),
+    ("grid", None, {}),
+    ("grid", {"grid_points": {"lr": 4, "epochs": 2}}, {}),
+    ("hyperopt", {"n_startup_jobs": 4}, {}),
+    ("optuna", {"n_startup_trials": 4}, {}),
+    ("optuna", {"sampler": "random"}, {}),
+    ("ax", {"initial_trials": 1000}, {"samples": 24, "trials": 8}),
+]
+
+
+ENGINES = {cls.name: cls for cls in (AxEngine, GridSearch, HyperoptTPE, OptunaEngine, RandomSearch)}
+
+
+def engine_class(name: str):
+    return ENGINES[name]
+
+
+@pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda check: check.__name__)
+@pytest.mark.parametrize(
+    "name, options, kit", KIT_CASES, ids=[f"{n}-{json.dumps(o, separators=(',', ':'))}" for n, o, _ in KIT_CASES]
+)
+def test_built_in_engine_keeps_the_contract(name, options, kit, check):
+    """Every built-in engine passes every clause of the contract kit."""
+    check(engine_class(name), options, **kit)
+
+
+def test_every_built_in_engine_is_registered():
+    """Each engine comes in through its own entry point, like a third-party plugin."""
+    points = {ep.name: ep for ep in entry_points(group="serbench")}
+    for name, cls in ENGINES.items():
+        assert points[name].value == cls.__module__
+        assert points[name].load().serbench_engines() == [cls]
+
+
+def test_engine_modules_import_no_optimiser_library():
+    """Plugin modules are imported at every start-up: Ax, hyperopt and optuna are
+    imported only when an engine is used."""
+    code = (
+        "import sys; import serbench.engines.ax_bo, serbench.engines.hyperopt_tpe, "
+        "serbench.engines.optuna_tpe, serbench.engines.grid_search; "
+        "print(sorted(m for m in ('ax', 'hyperopt', 'optuna', 'torch', 'botorch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["random", "grid", "hyperopt", "optuna", "ax"])
+def test_asking_again_before_the_tell_gives_the_same_configuration(name):
+    engine = make_engine(engine_class(name), {"initial_trials": 1000} if name == "ax" else None, PAPER_SPACE)
+    first = engine.ask(0)
+    assert engine.ask(0) == first
+    engine.tell(0, Outcome.ok(0.5))
+
+
+# --- the contract kit itself -------------------------------------------------------------
+
+
+def test_kit_names_the_clause_an_engine_breaks():
+    """A linear sampler for a log range, numpy floats, and an engine that ignores its
+    seed each fail the kit with the clause named."""
+    random_cls = engine_class("random")
+
+    class Linear(random_cls):
+        name = "linear"
+
+        def ask(self, number):
+            import numpy as np
+
+            lr = self.space["lr"]
+            return {**super().ask(number), "lr": float(np.random.default_rng([self.seed, number]).uniform(lr.low, lr.high))}
+
+    class NumpyFloats(random_cls):
+        name = "numpy-floats"
+
+        def ask(self, number):
+            import numpy as np
+
+            return {k: np.float64(v) if isinstance(v, float) else v for k, v in super().ask(number).items()}
+
+    class Seedless(random_cls):
+        name = "seedless"
+
+        def __init__(self, space, seed, options=None):
+            super().__init__(space, 0, options)
+
+    with pytest.raises(ContractError, match="'linear' breaks 'log scale'"):
+        check_engine(Linear)
+    with pytest.raises(ContractError, match="'numpy-floats' breaks 'bounds and types'.*lr=.*float64"):
+        check_engine(NumpyFloats)
+    with pytest.raises(ContractError, match="'seedless' breaks 'deterministic per seed'"):
+        check_deterministic(Seedless)
+
+
+# what a plugin author writes: one pytest case per clause
+test_contract_through_the_authors_helper = engine_contract_test(engine_class("random"))
+
+
+def test_kit_checks_replay_where_the_engine_declares_it_exact():
+    """An engine whose replay forgets the past breaks 'replay' while it declares
+    deterministic_replay, and passes once it says replay is approximate."""
+    optuna_cls = engine_class("optuna")
+
+    class Forgetful(optuna_cls):
+        name = "forgetful"
+
+        def replay(self, number, params, outcome):
+            pass
+
+    with pytest.raises(ContractError, match="'forgetful' breaks 'replay'"):
+        check_replay(Forgetful, {"n_startup_trials": 2})
+
+    class Honest(Forgetful):
+        name = "honest"
+        deterministic_replay = False
+
+    check_replay(Honest, {"n_startup_trials": 2})
+
+
+# --- grid ----------------------------------------------------------------------------------
+
+
+def test_grid_covers_the_full_grid_once():
+    grid = make_engine(engine_class("grid"), {"grid_points": {"lr": 3, "epochs": 3, "unfreeze": 2}}, PAPER_SPACE)
+    configs = grid.configurations()
+    assert grid.size == len(configs) == 3 * 3 * 2 * 6
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == len(configs)
+    assert sorted({c["lr"] for c in configs}) == pytest.approx([1e-6, 10**-4.5, 1e-3], rel=1e-12)
+    assert sorted({c["epochs"] for c in configs}) == [1, 6, 10]  # 5.5 rounds half up
+    assert sorted({c["unfreeze"] for c in configs}) == [0, 5]
+    assert sorted({c["maxlen"] for c in configs}) == PAPER_SPACE["maxlen"].values
+    assert all(type(c["lr"]) is float and type(c["epochs"]) is int for c in configs)
+
+
+def test_grid_spacing_log_linear_and_integer():
+    space = {
+        "lr": FloatParam(type="float", low=1e-6, high=1e-2, log=True),
+        "weight_decay": FloatParam(type="float", low=0.0, high=0.1),
+        "batch_size": IntParam(type="int", low=1, high=64, log=True),
+        "epochs": IntParam(type="int", low=1, high=3),
+    }
+    grid = make_engine(engine_class("grid"), {"grid_points": 5}, space)
+    assert grid.axes["lr"] == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3, 1e-2], rel=1e-12)
+    assert grid.axes["weight_decay"] == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1])
+    assert grid.axes["batch_size"] == [1, 3, 8, 23, 64]  # 64 ** (i / 4), rounded
+    assert grid.axes["epochs"] == [1, 2, 3]  # 5 points on 3 integers: de-duplicated
+    assert grid.size == 5 * 5 * 5 * 3
+
+
+def test_grid_order_is_seeded_and_the_budget_cuts_it():
+    space = {"epochs": IntParam(type="int", low=1, high=10), "maxlen": PAPER_SPACE["maxlen"]}
+    grid_cls = engine_class("grid")
+    a, b, c = (make_engine(grid_cls, None, space, seed=seed) for seed in (0, 0, 1))
+    assert [a.ask(n) for n in range(18)] == [b.ask(n) for n in range(18)]
+    assert [a.ask(n) for n in range(5)] != [c.ask(n) for n in range(5)]
+    assert sorted(map(str, a.configurations())) == sorted(map(str, c.configurations()))
+    budget = [t.params for t in run_synthetic(a, 5)]  # a budget of 5 runs 5 of the 18
+    assert budget == a.configurations()[:5]
+
+
+def test_grid_asking_past_its_end_says_the_search_is_exhausted():
+    grid = make_engine(engine_class("grid"), {"grid_points": 2}, {"epochs": IntParam(type="int", low=1, high=10)})
+    assert [grid.ask(n)["epochs"] for n in range(2)] in ([1, 10], [10, 1])
+    with pytest.raises(SearchExhausted, match=r"trial 2 is past the end of the grid \(2 configurations\)"):
+        grid.ask(2)
+
+
+def test_a_study_stops_where_the_grid_ends(job_dict, tmp_path):
+    from serbench.spec import parse_job
+    from serbench.study.study import Study
+
+    job_dict["engine"] = {"name": "grid", "options": {"grid_points": 2}}
+    job_dict["search_space"] = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}
+    job_dict["budget"]["trials"] = 5
+    result = Study(parse_job(job_dict), tmp_path).run()
+    assert result.stopped_by == "exhausted"
+    assert sorted(t.params["lr"] for t in result.trials) == pytest.approx([1e-4, 1e-3])
+    assert result.test is not None
+
+
+def test_grid_points_must_name_search_space_parameters():
+    grid_cls = engine_class("grid")
+    with pytest.raises(SpecError, match="grid_points: 'dropout' is not in search_space"):
+        make_engine(grid_cls, {"grid_points": {"dropout": 3}}, PAPER_SPACE)
+    with pytest.raises(SpecError, match="grid_points: lr needs at least 1 point"):
+        make_engine(grid_cls, {"grid_points": {"lr": 0}}, PAPER_SPACE)
+    with pytest.raises(SpecError, match="engine.options.grid_pionts: unknown key"):
+        plugin_options(grid_cls.Options, {"grid_pionts": 3}, "engine.options")
+
+
+# --- Ax -----------------------------------------------------------------------------------
+
+
+def test_ax_runs_sobol_then_the_gp_and_resumes_exactly():
+    """``initial_trials`` Sobol trials that did not fail (a failed one is made up for),
+    then Ax's GP (node ``MBM``); a fresh engine loading the state -- which replays the
+    trials, the GP one included -- asks for what the uninterrupted run asks next."""
+    ax_cls = engine_class("ax")
+    space = {"lr": PAPER_SPACE["lr"], "maxlen": PAPER_SPACE["maxlen"]}
+    engine = make_engine(ax_cls, {"initial_trials": 2}, space, seed=3)
+    run = run_synthetic(engine, 4, fail={1})
+    summary = engine.summary().set_index("number")
+    assert list(summary["generation_node"]) == ["Sobol", "Sobol", "Sobol", "MBM"]
+    assert list(summary["trial_status"]) == ["COMPLETED", "FAILED", "COMPLETED", "COMPLETED"]
+    assert math.isnan(summary.loc[1, "bca"]) and summary.loc[3, "bca"] == run[3].outcome.value
+    state = json.loads(json.dumps(engine.state_dict()))
+    next_config = engine.ask(4)
+    assert type(next_config["lr"]) is float and next_config["maxlen"] in space["maxlen"].values
+
+    restored = make_engine(ax_cls, {"initial_trials": 2}, space, seed=3)
+    restored.load_state_dict(state)
+    assert list(restored.summary()["generation_node"]) == ["Sobol", "Sobol", "Sobol", "MBM"]  # regenerated
+    assert restored.ask(4) == next_config
+
+
+def test_ax_options_reject_unknown_keys_and_a_zero_start():
+    ax_cls = engine_class("ax")
+    with pytest.raises(SpecError, match="engine.options.initial_trials"):
+        plugin_options(ax_cls.Options, {"initial_trials": 0}, "engine.options")
+    with pytest.raises(SpecError, match="engine.options.sobol_trials: unknown key"):
+        plugin_options(ax_cls.Options, {"sobol_trials": 5}, "engine.options")
+
+
+# --- TPE ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, options", [("hyperopt", {"n_startup_jobs": 10}), ("optuna", {"n_startup_trials": 10})])
+def test_tpe_concentrates_where_the_score_is_high(name, options):
+    """Over 5 seeds and 30 trials each, TPE's last 10 trials score well above random
+    search's, and its best trial beats random search's on average."""
+
+    def scores(cls, opts):
+        runs = [run_synthetic(make_engine(cls, opts, PAPER_SPACE, seed=seed), 30) for seed in range(5)]
+        values = [[t.outcome.value for t in run] for run in runs]
+        return statistics.mean(max(v) for v in values), statistics.mean(statistics.mean(v[-10:]) for v in values)
+
+    tpe_best, tpe_late = scores(engine_class(name), options)
+    random_best, random_late = scores(engine_class("random"), None)
+    assert tpe_late > random_late + 0.15, (tpe_late, random_late)
+    assert tpe_best > random_best, (tpe_best, random_best)
+
+
+def test_optuna_has_no_pruner_option():
+    """Trials report only a final score, so a pruner could never act: none is offered."""
+    with pytest.raises(SpecError, match="engine.options.pruner: unknown key"):
+        plugin_options(engine_class("optuna").Options, {"pruner": "median"}, "engine.options")
+
+
+# --- failures are failures, scores are scores ------------------------------------------------
+
+
+def test_failures_are_told_as_failures_and_low_scores_as_scores():
+    """A failed trial (and a NaN score) reaches the library as a failure, never as a
+    zero; a collapsed trial's real score (1/7) reaches it as that score."""
+    from hyperopt import STATUS_FAIL, STATUS_OK
+    from optuna.trial import TrialState
+
+    outcomes = [Outcome.failed("oom"), Outcome.ok(1 / 7), Outcome.ok(float("nan")), Outcome.ok(0.9)]
+
+    def drive(engine):
+        for number, outcome in enumerate(outcomes):
+            engine.ask(number)
+            engine.tell(number, outcome)
+        return engine
+
+    hyperopt = drive(make_engine(engine_class("hyperopt"), None, PAPER_SPACE))
+    results = [doc["result"] for doc in sorted(hyperopt.trials.trials, key=lambda doc: doc["tid"])]
+    assert [r["status"] for r in results] == [STATUS_FAIL, STATUS_OK, STATUS_FAIL, STATUS_OK]
+    assert "loss" not in results[0] and "loss" not in results[2]
+    assert results[1]["loss"] == pytest.approx(-1 / 7) and results[3]["loss"] == pytest.approx(-0.9)
+
+    optuna = drive(make_engine(engine_class("optuna"), None, PAPER_SPACE))
+    trials = optuna.study.trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[0].value is None and trials[1].value == pytest.approx(1 / 7)
+
+    ax = drive(make_engine(engine_class("ax"), None, PAPER_SPACE)).summary().set_index("number")
+    assert list(ax["trial_status"]) == ["FAILED", "COMPLETED", "FAILED", "COMPLETED"]
+    assert ax.loc[1, "bca"] == pytest.approx(1 / 7) and math.isnan(ax.loc[0, "bca"])
+
+
+@pytest.mark.parametrize("name", ["hyperopt", "optuna", "ax"])
+def test_state_with_a_trial_in_flight_resumes_it(name):
+    """A state saved between an ask and its tell restores that trial as asked: the
+    restored engine returns the same configuration and accepts its outcome."""
+    cls = engine_class(name)
+    options = {"initial_trials": 1000} if name == "ax" else None
+    engine = make_engine(cls, options, PAPER_SPACE, seed=4)
+    run_synthetic(engine, 2)
+    in_flight = engine.ask(2)
+    restored = make_engine(cls, options, PAPER_SPACE, seed=4)
+    restored.load_state_dict(json.loads(json.dumps(engine.state_dict())))
+    assert restored.ask(2) == in_flight
+    engine.tell(2, Outcome.ok(0.4))
+    restored.tell(2, Outcome.ok(0.4))
+    assert restored.ask(3) == engine.ask(3)

@@ -1,0 +1,241 @@
+"""Plugin discovery: built-ins and third-party packages both come in through the
+``serbench`` entry-point group, and broken or conflicting plugins are bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serbench.errors import PluginError
+from serbench.plugin.registry import registry
+
+REPO = Path(__file__).resolve().parents[2]
+BUILT_INS = {"engines": "random", "datasets": "emodb", "backbones": "whisper"}
+
+ACME_ENGINE = '''
+import serbench
+from serbench.engines.base import Engine
+from serbench.spec import ChoiceParam
+
+
+class AcmeEngine(Engine):
+    """Always asks for the low bound, or the first choice."""
+
+    name = "{engine}"
+
+    def ask(self, number):
+        return {{
+            key: param.values[0] if isinstance(param, ChoiceParam) else param.low
+            for key, param in self.space.items()
+        }}
+
+    def tell(self, number, outcome):
+        pass
+
+
+@serbench.hookimpl
+def serbench_engines():
+    return [AcmeEngine]
+'''
+
+
+def install_plugin(
+    site: Path, module: str, source: str, entry_point: str, dist: str, version: str = "1.2.3"
+) -> None:
+    """Put ``module`` and a dist-info declaring it under the ``serbench`` group in ``site``."""
+    (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[serbench]\n{entry_point} = {module}\n", encoding="utf-8")
+
+
+def acme(site: Path, engine: str = "acme-const", module: str = "acme_serbench", entry_point: str = "acme",
+         dist: str = "acme-serbench") -> None:
+    install_plugin(site, module, ACME_ENGINE.format(engine=engine), entry_point, dist)
+
+
+def serbench(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh interpreter that also sees the packages in ``site``."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("SERBENCH_PLUGINS", "SERBENCH_DISABLE_PLUGINS")}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "serbench.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line, proc.stderr
+    assert line.startswith("serbench: error:"), line
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    return line
+
+
+def by_name(entries: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {entry["name"]: entry for entry in entries}
+
+
+def test_plugins_json_lists_the_built_ins(cli):
+    """``plugins --json`` gives name, version, package and plugin of every entry, built-ins from serbench."""
+    code, out, err = cli("plugins", "--json")
+    assert code == 0, err
+    listing = json.loads(out)
+    assert set(listing) == {"engines", "datasets", "backbones"}
+    for kind, name in BUILT_INS.items():
+        for entry in listing[kind]:
+            assert {"name", "version", "package", "plugin"} <= set(entry)
+        entry = by_name(listing[kind])[name]
+        assert entry["package"] == "serbench"
+        assert entry["plugin"] == name
+        assert entry["version"] not in ("", "unknown")
+
+
+def test_plugins_table_names_the_built_ins(cli):
+    """``plugins`` prints a table with each built-in and its package."""
+    code, out, err = cli("plugins")
+    assert code == 0, err
+    for kind, name in BUILT_INS.items():
+        assert name in out
+        assert kind[:-1] in out
+    assert "serbench" in out
+
+
+def test_built_ins_come_through_the_entry_point_group():
+    """The built-ins are registered as ``serbench`` entry points, like any third-party plugin."""
+    points = {ep.name: ep.value for ep in entry_points(group="serbench")}
+    assert set(BUILT_INS.values()) <= set(points)
+    # Each built-in lives beside its axis's contract, in the axis package.
+    axis = {"engines": "serbench.engines.", "datasets": "serbench.data.adapters.", "backbones": "serbench.backbones."}
+    listing = registry().as_json()
+    for kind, prefix in axis.items():
+        built_in = [entry["plugin"] for entry in listing[kind] if entry["package"] == "serbench"]
+        assert built_in, kind
+        for name in built_in:
+            assert points[name].startswith(prefix), (name, points[name])
+
+
+def test_third_party_engine_is_discovered(tmp_path):
+    """An installed package's engine appears with that package's name and version."""
+    acme(tmp_path)
+    proc = serbench(tmp_path, "plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    engines = by_name(json.loads(proc.stdout)["engines"])
+    assert engines["acme-const"] == {
+        "name": "acme-const",
+        "plugin": "acme",
+        "package": "acme-serbench",
+        "version": "1.2.3",
+    }
+    assert engines["random"]["package"] == "serbench"
+
+
+def test_third_party_engine_is_usable_in_a_job(tmp_path, job_dict):
+    """A job can name the third-party engine, and it proposes in-bounds configurations."""
+    acme(tmp_path)
+    job_dict["engine"]["name"] = "acme-const"
+    job = tmp_path / "acme_job.yaml"
+    job.write_text(yaml.safe_dump(job_dict), encoding="utf-8")
+    proc = serbench(tmp_path, "validate", str(job))
+    assert proc.returncode == 0, proc.stderr
+    assert "engine acme-const" in proc.stdout
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import acme_serbench
+        from serbench.spec import parse_job
+
+        spec = parse_job(job_dict)
+        params = acme_serbench.AcmeEngine(spec.search_space, spec.seed).ask(0)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("acme_serbench", None)
+    assert params == {"lr": 1e-4, "epochs": 1, "unfreeze": 2, "maxlen": 16000}
+    spec.train_params(params)
+
+
+def test_disabled_plugin_is_hidden(tmp_path):
+    """``SERBENCH_DISABLE_PLUGINS`` drops a plugin by entry-point name."""
+    acme(tmp_path)
+    proc = serbench(tmp_path, "plugins", "--json", SERBENCH_DISABLE_PLUGINS="acme")
+    assert proc.returncode == 0, proc.stderr
+    listing = json.loads(proc.stdout)
+    assert "acme-const" not in by_name(listing["engines"])
+    assert "random" in by_name(listing["engines"])
+
+
+def test_plugin_allow_list_restricts_loading(tmp_path):
+    """``SERBENCH_PLUGINS`` loads only the named entry points."""
+    acme(tmp_path)
+    proc = serbench(tmp_path, "plugins", "--json", SERBENCH_PLUGINS="acme,emodb")
+    assert proc.returncode == 0, proc.stderr
+    listing = json.loads(proc.stdout)
+    assert set(by_name(listing["engines"])) == {"acme-const"}
+    assert set(by_name(listing["datasets"])) == {"emodb"}
+    assert listing["backbones"] == []
+
+
+BROKEN = "import serbench\n\nraise RuntimeError('acme is broken')\n"
+
+
+def test_plugin_failing_on_import_is_named(tmp_path):
+    """A plugin that raises on import exits 2 naming the plugin and its module."""
+    install_plugin(tmp_path, "broken_serbench", BROKEN, "broken", "broken-serbench")
+    proc = serbench(tmp_path, "plugins")
+    assert_one_line_error(proc, "'broken'", "broken_serbench", "failed to load", "acme is broken")
+
+
+def test_plugin_failing_on_import_can_be_disabled(tmp_path):
+    """Disabling a broken plugin lets every command run again."""
+    install_plugin(tmp_path, "broken_serbench", BROKEN, "broken", "broken-serbench")
+    proc = serbench(tmp_path, "plugins", "--json", SERBENCH_DISABLE_PLUGINS="broken")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_misspelled_hook_is_rejected_at_start_up(tmp_path):
+    """A hook implementation matching no hookspec (``serbench_engine``) fails every command."""
+    source = ACME_ENGINE.format(engine="acme-const").replace("def serbench_engines", "def serbench_engine")
+    install_plugin(tmp_path, "typo_serbench", source, "typo", "typo-serbench")
+    proc = serbench(tmp_path, "plugins", "--json")
+    assert_one_line_error(proc, "serbench_engine", "typo_serbench")
+
+
+def test_two_plugins_providing_one_engine_are_both_named(tmp_path):
+    """Two packages providing the same engine name exit 2 naming both plugins."""
+    acme(tmp_path)
+    acme(tmp_path, module="rival_serbench", entry_point="rival", dist="rival-serbench")
+    proc = serbench(tmp_path, "plugins", "--json")
+    assert_one_line_error(proc, "'acme-const'", "acme", "rival")
+
+
+def test_plugin_shadowing_a_built_in_is_rejected(tmp_path):
+    """A third-party engine reusing a built-in's name is a conflict, not a silent override."""
+    acme(tmp_path, engine="random")
+    proc = serbench(tmp_path, "plugins", "--json")
+    assert_one_line_error(proc, "'random'", "acme")
+
+
+def test_registry_get_unknown_name_lists_the_available_ones():
+    """``Registry.get`` of an unknown name raises ``PluginError`` listing what is installed."""
+    reg = registry()
+    for kind, name in (("engine", "random"), ("dataset", "emodb"), ("backbone", "whisper")):
+        with pytest.raises(PluginError, match=f"unknown {kind} 'nope'.*available: .*{name}"):
+            reg.get(kind, "nope")
+        assert reg.get(kind, name).package == "serbench"
