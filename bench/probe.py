@@ -84,7 +84,7 @@ def _features(model_name, pad, clips, maxlen, cache_dir):
     """``(N, L+1, D)`` pooled hidden states of every clip, via a persistent cache."""
     import torch
 
-    from serbench.training.fit import FeatureCache
+    from serbench.training.features import FeatureCache
     from serbench.backbones.whisper import WhisperBackbone, WhisperOptions
 
     backbone = WhisperBackbone(model_name, WhisperOptions(layers="weighted", pad=pad))
@@ -122,7 +122,8 @@ def _head_probes(backbone, per_layer, clips, speakers, args, torch) -> dict[str,
     each layer option's own key, so no clip is encoded again."""
     from serbench.results.metrics import score_predictions
     from serbench.spec import TrainParams
-    from serbench.training.fit import FeatureCache, fit, predict
+    from serbench.training.features import FeatureCache
+    from serbench.training.fit import fit, predict
     from serbench.backbones.whisper import WhisperBackbone, WhisperOptions
     from serbench.data.adapters.emodb import EmoDB
 

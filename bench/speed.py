@@ -120,6 +120,8 @@ def frozen_study_spec(backbone: str, args) -> dict:
 
 def frozen_study(spec_dict: dict, scratch: Path) -> dict:
     """The same study, seed style and serbench style; seconds of search and best BCAs."""
+    from dataclasses import replace
+
     from serbench.spec import parse_job
 
     seed_spec = json.loads(json.dumps(spec_dict))
@@ -128,11 +130,11 @@ def frozen_study(spec_dict: dict, scratch: Path) -> dict:
     # serbench_pad_maxlen: the cache alone (the seed style's features, cached).
     for style, spec in (("seed_style", seed_spec), ("serbench", spec_dict), ("serbench_pad_maxlen", seed_spec)):
         study = _study(parse_job(spec), scratch / style)
-        study.prepare()
-        if style == "seed_style":
-            study.cache = None  # every utterance through the encoder, every epoch
+        prepared = study.prepare()
+        if style == "seed_style":  # no feature cache: every utterance through the encoder, every epoch
+            study.prepared = replace(prepared, inputs=replace(prepared.inputs, cache=None))
         result = study.run()
-        runs[style] = (result, study.cache)
+        runs[style] = (result, study.prepared.inputs.cache)
     seed, ours, cached = runs["seed_style"][0], runs["serbench"][0], runs["serbench_pad_maxlen"][0]
     cache = runs["serbench"][1]
     return {
@@ -173,10 +175,12 @@ def _study(spec, out_dir: Path):
 def study_clips(spec_dict: dict, scratch: Path):
     """The clips the studies used (the same subset), for the encoder figures."""
     from serbench.spec import parse_job
+    from serbench.study.inputs import load_data
+    from serbench.study.resolve import resolve_plugins
 
-    study = _study(parse_job(spec_dict), scratch / "clips")
-    study.load_data()
-    return [study.clips[u.id] for u in study.corpus.utterances]
+    spec = parse_job(spec_dict)
+    data = load_data(spec, resolve_plugins(spec), None)
+    return [data.clips[u.id] for u in data.corpus.utterances]
 
 
 def _build(backbone: str, **options):
@@ -190,7 +194,7 @@ def _build(backbone: str, **options):
 
 def encoder_seconds(backbone: str, clips) -> dict:
     """Frozen forward over whole clips (cut at 30 s), batched by length, two policies."""
-    from serbench.training.fit import encode_batched
+    from serbench.training.features import encode_batched
 
     times = {}
     for pad in ("none", "30s"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,25 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in line, f"{needle!r} not in {line!r}"
     return line
+
+
+def run_serbench(*args: object, site: Path | None = None, cwd: Path = REPO, **env: str) -> "subprocess.CompletedProcess[str]":
+    """The CLI in a fresh interpreter (``python -m serbench.cli``) that also sees the plugin
+    packages written to ``site``, with no plugin filter from the caller's environment."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("SERBENCH_PLUGINS", "SERBENCH_DISABLE_PLUGINS")}
+    if site is not None:
+        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "serbench.cli", *map(str, args)],
+        capture_output=True, text=True, env=environ, cwd=cwd, timeout=120,
+    )
+
+
+@pytest.fixture(scope="session")
+def speechbrain_checkpoint(tmp_path_factory):
+    """A folder laid out like speechbrain/emotion-recognition-wav2vec2-IEMOCAP, with a tiny
+    random wav2vec2 (see tests/backbones/speechbrain_checkpoint.py); tests must not write into it."""
+    from speechbrain_checkpoint import write_checkpoint  # tests/backbones/, on the path of its tests
+
+    return write_checkpoint(tmp_path_factory.mktemp("sb") / "emotion-recognition-wav2vec2-IEMOCAP")

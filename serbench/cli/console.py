@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from serbench.results.schema import Result, TrialRecord
-from serbench.study.study import StudyEvents
+from serbench.study.events import Stage, StudyEvents
 
 
 class RichEvents(StudyEvents):
@@ -54,7 +54,7 @@ class RichEvents(StudyEvents):
         self.progress.stop()
         self.live = False
 
-    def stage(self, message: str) -> None:
+    def step(self, message: str) -> None:
         if self.status is not None:
             self.status.update(message)
         else:
@@ -63,8 +63,8 @@ class RichEvents(StudyEvents):
     def trials_started(self, total: int) -> None:
         self.trials_task = self.progress.add_task("trials", total=total, info="")
 
-    def trial_started(self, number: int, params: dict[str, Any], epochs: int) -> None:
-        label = "final" if number < 0 else f"trial {number}"
+    def training_started(self, stage: Stage, trial: int, params: dict[str, Any], epochs: int) -> None:
+        label = "final" if stage is Stage.FINAL else f"trial {trial}"
         shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
         if self.epochs_task is None:
             self.epochs_task = self.progress.add_task("epochs", total=epochs, info="")

@@ -1,4 +1,8 @@
-"""``serbench doctor``: what this installation has, and one fix.
+"""``serbench doctor [--fix]``: what this installation has, and one fix.
+
+Prints a check list on stdout: Python and torch versions, whether torchaudio imports,
+the CPUs and memory limit available, the data home and the models folder. Exits 0 when
+everything serbench needs works, else 1.
 
 torchaudio's wheels on PyPI are built against CUDA torch; beside a CPU build of torch
 their compiled extension cannot load and ``import torchaudio`` fails, although the parts
@@ -8,14 +12,24 @@ extension (``torchaudio/lib/*.so``) when, and only when, it fails to load.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
-from serbench.data.base import default_data_home
-from serbench.execution.limits import cpu_limit, memory_limit_bytes
 from serbench import env
+
+NAME = "doctor"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(NAME, help="check the installation (and --fix what can be fixed)")
+    parser.add_argument("--fix", action="store_true", help="remove torchaudio's unloadable compiled extension")
+
+
+def run(args: argparse.Namespace) -> int:
+    return report(fix=args.fix)
 
 
 def torchaudio_imports() -> tuple[bool, str]:
@@ -37,6 +51,9 @@ def torchaudio_extension_files() -> list[Path]:
 def report(fix: bool = False) -> int:
     """Print a check list; return 0 when everything serbench needs works."""
     import torch
+
+    from serbench.data.base import default_data_home
+    from serbench.execution.limits import cpu_limit, memory_limit_bytes
 
     ok = True
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}")

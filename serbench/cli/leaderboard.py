@@ -1,4 +1,6 @@
-"""``serbench leaderboard``: the command line of :mod:`serbench.leaderboard.board`.
+"""``serbench leaderboard RESULTS_DIR [--format table|md|csv|json|html] [--output FILE]
+[--by KEY]``: rank every ``result.json`` below a folder; the command line of
+:mod:`serbench.leaderboard.board`.
 
 Invalid ``result.json`` files are named on stderr, one warning line each, and left out;
 no valid result at all is bad input (exit 2). Output goes to stdout, or to ``--output``.
@@ -15,15 +17,18 @@ from serbench.leaderboard.board import GROUP_KEYS
 from serbench.leaderboard.formats import FORMATS
 
 
-def add_leaderboard_parser(commands: argparse._SubParsersAction) -> None:
-    board = commands.add_parser("leaderboard", help="rank every result.json below a folder (table, md, csv, json, html)")
+NAME = "leaderboard"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    board = commands.add_parser(NAME, help="rank every result.json below a folder (table, md, csv, json, html)")
     board.add_argument("results", type=Path, metavar="RESULTS_DIR", help="folder searched for result.json files")
     board.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     board.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
     board.add_argument("--by", choices=GROUP_KEYS, help="group rows under a heading per engine, dataset, ...")
 
 
-def cmd_leaderboard(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from serbench.leaderboard.board import make_board
 
     if args.output is not None and args.output.is_dir():

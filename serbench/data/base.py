@@ -16,10 +16,10 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel
 
+from serbench.data.sources import Source
 from serbench.errors import DataError
 from serbench.spec import NoOptions
 from serbench import env
-
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,14 @@ class DatasetAdapter(ABC):
     maps each of them into serbench's unified space (:mod:`serbench.data.labels`), ``None``
     dropping it; ``fetch_hint`` tells a user without the corpus how to get it.
     ``label_map = None`` means the labels are used as they are (a user's own corpus).
+
+    Corpus files, for ``serbench data fetch|check``: ``source`` says where the corpus is
+    officially distributed (:class:`serbench.data.sources.Source`; ``None``: it cannot be
+    fetched), ``manifest`` names the per-file checksum list the adapter ships, a package
+    resource relative to the adapter module's package (``"manifests/emodb.tsv"`` beside
+    ``serbench/data/adapters/emodb.py``; ``None``: copies are not verified). Lines are
+    ``sha256<TAB>bytes<TAB>path``, paths relative to the corpus root. A ``source`` needs
+    a ``manifest``: a fetch is only done when every listed file has its listed sha256.
     """
 
     name: ClassVar[str]
@@ -73,6 +81,8 @@ class DatasetAdapter(ABC):
     classes: ClassVar[tuple[str, ...]]
     label_map: ClassVar[dict[str, str | None] | None] = None
     fetch_hint: ClassVar[str] = ""
+    source: ClassVar[Source | None] = None
+    manifest: ClassVar[str | None] = None
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, options: BaseModel | None = None):

@@ -6,7 +6,8 @@ the manifest lists with its sha256, and returns a :class:`CheckReport`. It raise
 corpus at all (the adapter's ``DataError``); every per-file problem goes into the report.
 A copy is clean when no file is bad and no checksum differs. Listed files that are absent
 are counted, not failed: a subset (``ravdess-mini``) is a legitimate copy, and
-``data fetch`` is what guarantees completeness.
+``data fetch`` is what guarantees completeness. The report is data (``as_json``); the
+command line renders it (:mod:`serbench.cli.data`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
-
-from serbench.data.corpus import load_clip
 from serbench.data.base import BadFile, DatasetAdapter
-from serbench.errors import DataError
+from serbench.data.corpus import load_clip
 from serbench.data.labels import map_labels
 from serbench.data.manifest import Manifest, matches
+from serbench.data.progress import SILENT, Progress
+from serbench.errors import DataError
 
 
 @dataclass
@@ -54,20 +51,6 @@ class CheckReport:
     @property
     def clean(self) -> bool:
         return not self.bad and not self.checksum_mismatch
-
-    def problem(self) -> str:
-        """One line for the CLI's error: how many problems, and the first one."""
-        parts = []
-        if self.bad:
-            parts.append(f"{len(self.bad)} bad file{_s(self.bad)}")
-        if self.checksum_mismatch:
-            parts.append(f"{len(self.checksum_mismatch)} checksum mismatch{'es' if len(self.checksum_mismatch) > 1 else ''}")
-        first = (
-            f"{self.bad[0].path}: {self.bad[0].reason}"
-            if self.bad
-            else f"{self.checksum_mismatch[0]}: sha256 differs from {self.manifest}"
-        )
-        return f"{self.corpus} at {self.root}: {' and '.join(parts)}, first {first}"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,7 +82,7 @@ def check_corpus(
     root: Path,
     manifest: Manifest | None = None,
     label_map: dict[str, str | None] | None = None,
-    console: Console | None = None,
+    progress: Progress = SILENT,
 ) -> CheckReport:
     """Check the copy of ``adapter``'s corpus at ``root``. ``label_map`` replaces the
     adapter's (as a job's ``dataset.label_map`` does); with neither, labels map to
@@ -112,31 +95,30 @@ def check_corpus(
     report.label_map = dict(label_map or adapter.label_map or {u.label: u.label for u in scan.utterances})
     unknown = {b.path for b in map_labels(scan.utterances, report.label_map).unknown}
     readable = []
-    with _progress(console or Console(stderr=True)) as progress:
-        task = progress.add_task("reading audio", total=len(scan.utterances))
-        for utt in scan.utterances:
-            progress.advance(task)
-            if utt.path in unknown:
-                report.bad.append(BadFile(utt.path, f"label {utt.label!r} is not in the label map"))
-                continue
-            try:
-                load_clip(utt)  # first: its errors are the ones a study would give
-                info = sf.info(str(utt.path))
-            except (DataError, sf.LibsndfileError, RuntimeError, OSError) as exc:
-                report.bad.append(BadFile(utt.path, _without_path(str(exc), utt.path)))
-                continue
-            readable.append(utt)
-            report.sample_rates[info.samplerate] = report.sample_rates.get(info.samplerate, 0) + 1
-            report.channels[info.channels] = report.channels.get(info.channels, 0) + 1
-            report.duration_seconds += info.frames / info.samplerate
-        if manifest is not None:
-            paths = sorted({u.path for u in scan.utterances} | {b.path for b in scan.bad})
-            task = progress.add_task("checksums", total=len(paths))
-            for path in paths:
-                _compare(report, manifest, root, path)
-                progress.advance(task)
-            on_disk = {_rel(u.path, root) for u in scan.utterances} | {_rel(b.path, root) for b in scan.bad}
-            report.absent = sum(1 for p in manifest.entries if p not in on_disk)
+    task = progress.task("reading audio", len(scan.utterances))
+    for utt in scan.utterances:
+        task.advance()
+        if utt.path in unknown:
+            report.bad.append(BadFile(utt.path, f"label {utt.label!r} is not in the label map"))
+            continue
+        try:
+            load_clip(utt)  # first: its errors are the ones a study would give
+            info = sf.info(str(utt.path))
+        except (DataError, sf.LibsndfileError, RuntimeError, OSError) as exc:
+            report.bad.append(BadFile(utt.path, _without_path(str(exc), utt.path)))
+            continue
+        readable.append(utt)
+        report.sample_rates[info.samplerate] = report.sample_rates.get(info.samplerate, 0) + 1
+        report.channels[info.channels] = report.channels.get(info.channels, 0) + 1
+        report.duration_seconds += info.frames / info.samplerate
+    if manifest is not None:
+        paths = sorted({u.path for u in scan.utterances} | {b.path for b in scan.bad})
+        task = progress.task("checksums", len(paths))
+        for path in paths:
+            _compare(report, manifest, root, path)
+            task.advance()
+        on_disk = {_rel(u.path, root) for u in scan.utterances} | {_rel(b.path, root) for b in scan.bad}
+        report.absent = sum(1 for p in manifest.entries if p not in on_disk)
     report.utterances = len(readable)
     counts = Counter(u.label for u in readable)
     order = [c for c in adapter.classes if c in counts] + sorted(set(counts) - set(adapter.classes))
@@ -149,51 +131,6 @@ def check_corpus(
     report.channels = dict(sorted(report.channels.items()))
     report.bad.sort(key=lambda b: str(b.path))
     return report
-
-
-def render(report: CheckReport, console: Console) -> None:
-    """The human summary: one headline, a table of classes, then every problem by path."""
-    headline = (
-        f"[bold]{escape(report.corpus)}[/] at {escape(str(report.root))}: {_count(report.utterances, 'utterance')}, "
-        f"{_count(len(report.classes), 'class')}, {_count(len(report.speakers), 'speaker')}, "
-        f"{_duration(report.duration_seconds)} of audio"
-    )
-    console.print(headline, soft_wrap=True, highlight=False)
-    classes = Table(show_edge=False, box=None, padding=(0, 2))
-    classes.add_column("label")
-    classes.add_column("files", justify="right")
-    classes.add_column("class")
-    for label, count in report.classes.items():
-        target = report.label_map.get(label)
-        classes.add_row(escape(label), str(count), escape(target) if target is not None else "[dim]dropped[/]")
-    console.print(classes)
-    lines = [
-        ("speakers", ", ".join(f"{s} ({n})" for s, n in report.speakers.items()) or "none"),
-        ("sample rates", ", ".join(f"{rate} Hz: {n}" for rate, n in report.sample_rates.items()) or "none"),
-        ("channels", ", ".join(f"{_channels(ch)}: {n}" for ch, n in report.channels.items()) or "none"),
-    ]
-    if any(source != target for source, target in report.label_map.items()):
-        kept = sum(report.mapped.values())
-        lines.append(("after the label map", f"{kept} utterances in {len(report.mapped)} classes"))
-    if report.dropped:
-        lines.append(("dropped by the label map", ", ".join(f"{k} ({n})" for k, n in report.dropped.items())))
-    if report.manifest:
-        lines.append(
-            (
-                "checksums",
-                f"{report.checksum_ok} ok, {len(report.checksum_mismatch)} mismatch, {report.unlisted} unlisted, "
-                f"{report.absent} listed but absent ({report.manifest})",
-            )
-        )
-    else:
-        lines.append(("checksums", "no manifest for this corpus: not verified"))
-    lines.append(("bad files", str(len(report.bad))))
-    for key, value in lines:
-        console.print(f"{key}: {value}", soft_wrap=True, highlight=False, markup=False)
-    for bad in report.bad:
-        console.print(f"  bad: {bad.path}: {bad.reason}", soft_wrap=True, highlight=False, markup=False)
-    for path in report.checksum_mismatch:
-        console.print(f"  checksum mismatch: {path}", soft_wrap=True, highlight=False, markup=False)
 
 
 def _compare(report: CheckReport, manifest: Manifest, root: Path, path: Path) -> None:
@@ -218,31 +155,3 @@ def _rel(path: Path, root: Path) -> str:
 def _without_path(message: str, path: Path) -> str:
     prefix = f"{path}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)} min {rest:.1f} s" if minutes else f"{rest:.1f} s"
-
-
-def _channels(count: int) -> str:
-    return {1: "mono", 2: "stereo"}.get(count, f"{count} channels")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
-
-
-def _s(items: list) -> str:
-    return "" if len(items) == 1 else "s"

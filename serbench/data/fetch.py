@@ -1,10 +1,13 @@
 """``serbench data fetch``: download a corpus, unpack it to the adapter's layout, verify it.
 
-The contract: when ``fetch`` returns, every file the manifest lists is under ``root`` at
-its listed path with its listed sha256. Otherwise it raises a ``UserError`` with one line
-naming the files or the URL at fault: ``NetworkError`` (host unreachable, HTTP error),
+What to download is the adapter's ``source`` (:class:`serbench.data.sources.Source`) and
+what to verify against its manifest: this module knows no corpus. The contract: when
+``fetch`` returns, every file the manifest lists is under ``root`` at its listed path
+with its listed sha256. Otherwise it raises a ``UserError`` with one line naming the
+files or the URL at fault: ``NetworkError`` (host unreachable, HTTP error),
 ``DataError`` (not a zip, checksum mismatch, files missing). A broken-off archive
 download is resumed by the next run; files already verified are not fetched again.
+Progress goes to a :class:`serbench.data.progress.Progress`; nothing is printed here.
 """
 
 from __future__ import annotations
@@ -13,19 +16,15 @@ import hashlib
 import shutil
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 from urllib.parse import quote, urlparse
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from serbench.data.sources import Source
 from serbench.data.download import download
-from serbench.errors import DataError, NetworkError, UserError
 from serbench.data.manifest import CHUNK, Entry, Manifest, matches
+from serbench.data.progress import SILENT, Progress
+from serbench.data.sources import Source
+from serbench.errors import DataError, NetworkError, UserError
 
 DOWNLOAD_DIR = ".serbench-download"
 WORKERS = 8
@@ -50,12 +49,13 @@ def fetch(
     *,
     url: str | None = None,
     archive: Path | None = None,
-    console: Console | None = None,
+    name: str = "this corpus",
+    progress: Progress = SILENT,
 ) -> Fetched:
-    """Get ``source`` into ``root``: from ``archive`` (a local zip) if given, else from
-    ``url`` (a mirror: an archive URL, or for per-file sources a template with
-    ``{path}``), else from the official URLs."""
-    console = console or Console(stderr=True)
+    """Get ``source`` (corpus ``name``'s, as its adapter declares it) into ``root``: from
+    ``archive`` (a local zip) if given, else from ``url`` (a mirror: an archive URL, or
+    for per-file sources a template with ``{path}``), else from the official URLs, in
+    order. The published archive checksum is checked on official downloads only."""
     size = sum(e.size for e in manifest.entries.values())
     root.mkdir(parents=True, exist_ok=True)
     if _complete(root, manifest):
@@ -65,19 +65,19 @@ def fetch(
             raise DataError(f"{archive}: no such archive file")
         unpack(archive, root, manifest)
     elif source.kind == "archive":
-        official = url is None
-        target = url or source.urls[0]
-        saved = _download_archive(target, root / DOWNLOAD_DIR, console)
-        if official and source.archive_md5:
-            _check_md5(saved, source.archive_md5)
+        saved = _download_archive((url,) if url else source.urls, root / DOWNLOAD_DIR, progress)
+        if url is None:
+            for algorithm in ("md5", "sha256"):
+                if expected := getattr(source, f"archive_{algorithm}"):
+                    _check_archive(saved, algorithm, expected.lower())
         unpack(saved, root, manifest)
         shutil.rmtree(root / DOWNLOAD_DIR, ignore_errors=True)
     else:
         templates = (url,) if url else source.urls
         for template in templates:
             if "{path}" not in template:
-                raise DataError(f"--url for {source.name} must be a URL template containing {{path}}, got {template}")
-        _download_files(templates, root, manifest, console)
+                raise DataError(f"--url for {name} must be a URL template containing {{path}}, got {template}")
+        _download_files(templates, root, manifest, progress)
     verify(root, manifest)
     return Fetched(root, len(manifest), size, already=False)
 
@@ -155,55 +155,56 @@ def _prefix(members: list[zipfile.ZipInfo], manifest: Manifest) -> tuple[str, ..
     return None
 
 
-def _download_archive(url: str, folder: Path, console: Console) -> Path:
-    name = PurePosixPath(urlparse(url).path).name or "archive.zip"
-    with _progress(console, DownloadColumn()) as progress:
-        task = progress.add_task(f"downloading {name}", total=None)
-        return download(
-            url,
-            folder / name,
-            on_start=lambda total: progress.update(task, total=total),
-            on_chunk=lambda n: progress.advance(task, n),
-        )
+def _download_archive(urls: tuple[str, ...], folder: Path, progress: Progress) -> Path:
+    """The archive from the first of ``urls`` that answers; if none does, a
+    ``NetworkError`` with each one's error."""
+    errors: list[NetworkError] = []
+    for url in urls:
+        name = PurePosixPath(urlparse(url).path).name or "archive.zip"
+        task = progress.task(f"downloading {name}", None, unit="bytes")
+        try:
+            return download(url, folder / name, on_start=task.set_total, on_chunk=task.advance)
+        except NetworkError as exc:
+            errors.append(exc)
+    raise NetworkError("; ".join(str(e) for e in errors))
 
 
-def _check_md5(path: Path, expected: str) -> None:
-    digest = hashlib.md5()
+def _check_archive(path: Path, algorithm: str, expected: str) -> None:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     if digest.hexdigest() != expected:
         path.unlink()
         raise DataError(
-            f"{path.name}: md5 {digest.hexdigest()} is not the published {expected}; "
+            f"{path.name}: {algorithm} {digest.hexdigest()} is not the published {expected}; "
             "the download was corrupted and has been deleted, run the command again"
         )
 
 
-def _download_files(templates: tuple[str, ...], root: Path, manifest: Manifest, console: Console) -> None:
+def _download_files(templates: tuple[str, ...], root: Path, manifest: Manifest, progress: Progress) -> None:
     todo = [e for e in manifest.entries.values() if not ((root / e.path).is_file() and matches(root / e.path, e))]
     if not todo:
         return
-    with _progress(console, MofNCompleteColumn()) as progress:
-        task = progress.add_task(f"downloading {len(todo)} files", total=len(todo))
-        # One file first: with no network, fail once, not once per file.
-        order = list(templates)
-        working = _fetch_one(todo[0], order, root)
-        if isinstance(working, UserError):
-            raise working
-        order.remove(working)
-        order.insert(0, working)
-        progress.advance(task)
-        failures: list[tuple[str, UserError]] = []
+    task = progress.task(f"downloading {len(todo)} files", len(todo))
+    # One file first: with no network, fail once, not once per file.
+    order = list(templates)
+    working = _fetch_one(todo[0], order, root)
+    if isinstance(working, UserError):
+        raise working
+    order.remove(working)
+    order.insert(0, working)
+    task.advance()
+    failures: list[tuple[str, UserError]] = []
 
-        def one(entry: Entry) -> None:
-            outcome = _fetch_one(entry, order, root)
-            if isinstance(outcome, UserError):
-                failures.append((entry.path, outcome))
-            progress.advance(task)
+    def one(entry: Entry) -> None:
+        outcome = _fetch_one(entry, order, root)
+        if isinstance(outcome, UserError):
+            failures.append((entry.path, outcome))
+        task.advance()
 
-        with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(one, todo[1:]))
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(one, todo[1:]))
     if failures:
         path, error = sorted(failures)[0]
         raise DataError(
@@ -235,23 +236,6 @@ def _fetch_one(entry: Entry, templates: list[str], root: Path) -> str | UserErro
     if all(isinstance(e, NetworkError) for e in errors):
         return NetworkError("; ".join(str(e) for e in errors))
     return DataError("; ".join(str(e) for e in errors))
-
-
-@contextmanager
-def _progress(console: Console, counter) -> Iterator[Progress]:
-    """A transient progress bar on a terminal; nothing at all otherwise, so that a
-    failure leaves just the one-line error on stderr."""
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        counter,
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-    with progress:
-        yield progress
 
 
 def _names(paths: list[str]) -> str:

@@ -1,64 +1,76 @@
-"""Where each fetchable corpus is officially distributed, and how.
+"""How a dataset adapter declares where its corpus is officially distributed.
 
-Two kinds of source:
+The core names no corpus: each adapter that ``serbench data fetch`` can fill sets
+``source`` (a :class:`Source`) and ships a per-file checksum manifest (its ``manifest``
+resource, :mod:`serbench.data.manifest`). Two kinds of source:
 
-- ``archive``: one zip (EmoDB's ``download.zip``, RAVDESS's Zenodo archive). It is
-  downloaded, optionally checked against its published checksum, and the files it holds
-  are unpacked under the corpus root at the paths the manifest lists.
+- ``archive``: one zip (EmoDB's ``download.zip``, RAVDESS's Zenodo archive), from the first
+  of ``urls`` that answers. It is downloaded, checked against the archive checksum the
+  host publishes (``archive_md5`` / ``archive_sha256``, if declared), and the files it
+  holds are unpacked under the corpus root at the paths the manifest lists: whatever
+  folder wraps them in the zip is found from the manifest and stripped.
 - ``files``: one URL per listed file (CREMA-D keeps its audio in Git LFS; GitHub's
   repository archive holds LFS pointer stubs, not audio). ``urls`` are templates with
   ``{path}`` (the manifest path), tried in order: the official host first, then mirrors.
 
-Whatever the source, every file is verified against the shipped per-file sha256
-manifest (:mod:`serbench.data.manifest`), which is what makes a copy trustworthy.
+Whatever the source, every file is verified against the adapter's per-file sha256
+manifest, which is what makes a copy trustworthy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from serbench.errors import PluginError
+
+if TYPE_CHECKING:
+    from serbench.data.base import DatasetAdapter
+
+KINDS = ("archive", "files")
 
 
 @dataclass(frozen=True)
 class Source:
-    """How to get corpus ``name`` (a dataset adapter name, and its manifest's name)."""
+    """Where and how to download one corpus: ``kind`` (``"archive"`` or ``"files"``),
+    ``urls`` (archive URLs, or ``{path}`` templates, official first, then mirrors), the
+    corpus's ``license`` (printed after a fetch), a ``note`` for people, and the
+    archive's published checksum if its host gives one (per-file sha256 is checked
+    regardless)."""
 
-    name: str
     kind: Literal["archive", "files"]
     urls: tuple[str, ...]
     license: str
-    note: str
-    archive_md5: str | None = None  # as the host publishes it; per-file sha256 is checked regardless
+    note: str = ""
+    archive_md5: str | None = None
+    archive_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.urls, str):
+            object.__setattr__(self, "urls", (self.urls,))
+        else:
+            object.__setattr__(self, "urls", tuple(self.urls))
+        if self.kind not in KINDS:
+            raise ValueError(f"Source kind must be 'archive' or 'files', got {self.kind!r}")
+        if not self.urls or not all(isinstance(url, str) and url for url in self.urls):
+            raise ValueError("a Source needs at least one URL")
+        if self.kind == "files":
+            if any("{path}" not in url for url in self.urls):
+                raise ValueError("the URLs of a 'files' Source are templates containing {path}")
+            if self.archive_md5 or self.archive_sha256:
+                raise ValueError("a 'files' Source has no archive checksum")
+        for field, length in (("archive_md5", 32), ("archive_sha256", 64)):
+            value = getattr(self, field)
+            if value is not None and (len(value) != length or any(c not in "0123456789abcdefABCDEF" for c in value)):
+                raise ValueError(f"{field} must be {length} hex digits, got {value!r}")
 
 
-SOURCES: dict[str, Source] = {
-    "emodb": Source(
-        name="emodb",
-        kind="archive",
-        urls=("http://emodb.bilderbar.info/download/download.zip",),
-        license="free for research (the authors' page); cite Burkhardt et al. 2005",
-        note="The authors' own server (plain http); 535 wav files, 48 MB unpacked, each checked.",
-    ),
-    "ravdess": Source(
-        name="ravdess",
-        kind="archive",
-        urls=("https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip?download=1",),
-        license="CC BY-NC-SA 4.0 (non-commercial; cite Livingstone & Russo 2018)",
-        note="Zenodo record 1188976, the audio-only speech archive: 1440 files, 590 MB unpacked.",
-        archive_md5="bc696df654c87fed845eb13823edef8a",
-    ),
-    "cremad": Source(
-        name="cremad",
-        kind="files",
-        urls=(
-            "https://media.githubusercontent.com/media/CheyneyComputerScience/CREMA-D/master/{path}",
-            "https://gitlab.com/cs-cooper-lab/crema-d-mirror/-/raw/main/{path}",
-        ),
-        license="Open Database License (ODbL 1.0) / Database Contents License (DbCL 1.0)",
-        note=(
-            "7442 files (606 MB) from the official repository's Git LFS storage, one request each; "
-            "when GitHub's LFS bandwidth for the repository is used up, the maintainers' GitLab "
-            "mirror is tried. A `git lfs clone` of the repository is also a valid root."
-        ),
-    ),
-}
+def declared(adapter: type["DatasetAdapter"]) -> Source | None:
+    """The adapter's ``source``, or ``None`` if it declares none; ``PluginError`` if it
+    declares something that is not a :class:`Source`."""
+    source = getattr(adapter, "source", None)
+    if source is not None and not isinstance(source, Source):
+        raise PluginError(
+            f"dataset adapter {adapter.name!r}: `source` must be a serbench.data.Source, got {type(source).__name__}"
+        )
+    return source

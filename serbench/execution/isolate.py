@@ -36,10 +36,10 @@ from serbench.errors import UserError
 from serbench.execution.limits import (
     CGROUP_ROOT,
     GIB,
-    _cgroup_folders,
-    _read,
     cgroup_memory_limit,
+    memory_cgroup_folders,
     own_cgroup_path,
+    read_kernel_file,
 )
 
 CPU_PERIOD_US = 100_000
@@ -127,7 +127,7 @@ def inherited(root: Path = CGROUP_ROOT) -> Isolation:
     """Limits set from outside (a container's cgroup): watch their OOM counters only."""
     limit = cgroup_memory_limit(root)
     source = limit[1] if limit else "cgroup-v2"
-    folders = _cgroup_folders(root, "", "") if source == "cgroup-v2" else _cgroup_folders(root, "memory", "memory")
+    folders = memory_cgroup_folders(source, root)
     return Isolation(f"inherited-{source}", None, None, limit[0] if limit else None, [], folders)
 
 
@@ -136,11 +136,11 @@ def oom_kill_count(folder: Path) -> int:
     ``memory.oom_control`` ``oom_kill``, else v1 ``memory.failcnt`` (hits of the limit;
     a weaker sign, for kernels without the counter); 0 when none can be read."""
     for name in ("memory.events", "memory.oom_control"):
-        for line in (_read(folder / name) or "").splitlines():
+        for line in (read_kernel_file(folder / name) or "").splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value)
-    failcnt = _read(folder / "memory.failcnt")
+    failcnt = read_kernel_file(folder / "memory.failcnt")
     return int(failcnt) if failcnt and failcnt.isdigit() else 0
 
 
@@ -152,11 +152,11 @@ def make_cgroup_v2(root: Path, memory_bytes: int, cpus: float, own: str | None =
     if not (root / "cgroup.controllers").is_file():
         return None
     parent = root / (own if own is not None else own_cgroup_path()).strip("/")
-    available = (_read(parent / "cgroup.controllers") or "").split()
+    available = (read_kernel_file(parent / "cgroup.controllers") or "").split()
     if "memory" not in available or not os.access(parent, os.W_OK):
         return None
     wanted = [c for c in ("memory", "cpu") if c in available]
-    enabled = (_read(parent / "cgroup.subtree_control") or "").split()
+    enabled = (read_kernel_file(parent / "cgroup.subtree_control") or "").split()
     added = [c for c in wanted if c not in enabled]
     group = parent / f"serbench-{os.getpid()}"
     try:
@@ -256,7 +256,7 @@ def process_tree(root_pid: int) -> list[int]:
     for entry in entries:
         if not entry.isdigit():
             continue
-        stat = _read(Path("/proc", entry, "stat"))
+        stat = read_kernel_file(Path("/proc", entry, "stat"))
         if not stat:
             continue
         fields = stat.rpartition(")")[2].split()
@@ -278,7 +278,7 @@ def tree_rss_bytes(root_pid: int) -> int:
     ``/proc/<pid>/statm`` reports it); 0 for processes that are gone."""
     total = 0
     for pid in process_tree(root_pid):
-        statm = (_read(Path("/proc", str(pid), "statm")) or "").split()
+        statm = (read_kernel_file(Path("/proc", str(pid), "statm")) or "").split()
         if len(statm) > 1 and statm[1].isdigit():
             total += int(statm[1]) * PAGE_SIZE
     return total

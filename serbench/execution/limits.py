@@ -48,13 +48,13 @@ def cpu_limit(root: Path = CGROUP_ROOT) -> CpuLimit:
 
 def _cgroup_cpu_quota(root: Path) -> tuple[float, str] | None:
     quotas = []
-    for folder in _cgroup_folders(root, "", ""):
-        quota, _, period = (_read(folder / "cpu.max") or "").partition(" ")
+    for folder in cgroup_folders(root):
+        quota, _, period = (read_kernel_file(folder / "cpu.max") or "").partition(" ")
         if quota and quota != "max" and period:
             quotas.append((int(quota) / int(period), "cgroup-v2"))
     for controller in ("cpu,cpuacct", "cpu"):
-        for folder in _cgroup_folders(root, controller, "cpu"):
-            quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+        for folder in cgroup_folders(root, controller, "cpu"):
+            quota, period = read_kernel_file(folder / "cpu.cfs_quota_us"), read_kernel_file(folder / "cpu.cfs_period_us")
             if quota and period and int(quota) > 0:
                 quotas.append((int(quota) / int(period), "cgroup-v1"))
     return min(quotas) if quotas else None
@@ -70,10 +70,10 @@ def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> tuple[int, str] | None:
     """The tightest cgroup memory limit over the process's cgroup and its ancestors, in
     bytes, with its source (``cgroup-v2`` or ``cgroup-v1``); None when there is none."""
     limits = []
-    for folder in _cgroup_folders(root, "", ""):
-        limits.append((_read(folder / "memory.max"), "cgroup-v2"))
-    for folder in _cgroup_folders(root, "memory", "memory"):
-        limits.append((_read(folder / "memory.limit_in_bytes"), "cgroup-v1"))
+    for folder in cgroup_folders(root):
+        limits.append((read_kernel_file(folder / "memory.max"), "cgroup-v2"))
+    for folder in cgroup_folders(root, "memory", "memory"):
+        limits.append((read_kernel_file(folder / "memory.limit_in_bytes"), "cgroup-v1"))
     values = [(int(v), source) for v, source in limits if v and v.isdigit() and int(v) < _NO_LIMIT]
     return min(values) if values else None
 
@@ -176,11 +176,15 @@ def limits_in_force(requested_cpus: float, requested_memory_gb: float, threads: 
     }
 
 
+def cgroup_folders(root: Path = CGROUP_ROOT, mount: str = "", controller: str = "") -> list[Path]:
+    """The folders of this process's cgroup and its ancestors under ``root``, those that
+    exist, from the hierarchy's root down to the process's own.
 
-
-def _cgroup_folders(root: Path, mount: str, controller: str) -> list[Path]:
-    """The process's cgroup folder and its ancestors, for one v1 controller (or v2 when
-    ``controller`` is empty). Inside a container the process's path is usually ``/``."""
+    For cgroup v2 leave ``mount`` and ``controller`` empty; for v1 give the hierarchy's
+    mount folder under ``root`` and the controller ``/proc/self/cgroup`` lists its path
+    under (``"memory", "memory"`` or ``"cpu,cpuacct", "cpu"``). Inside a container the
+    process's path is usually ``/``, so the list is the hierarchy's root alone.
+    """
     base = root / mount if mount else root
     own = own_cgroup_path(controller)
     folders = [base]
@@ -191,10 +195,21 @@ def _cgroup_folders(root: Path, mount: str, controller: str) -> list[Path]:
     return [f for f in folders if f.is_dir()]
 
 
+def memory_cgroup_folders(source: str, root: Path = CGROUP_ROOT) -> list[Path]:
+    """:func:`cgroup_folders` of the hierarchy a memory limit comes from: ``source``
+    ``cgroup-v2`` (the unified hierarchy) or ``cgroup-v1`` (the v1 ``memory`` controller),
+    as :func:`cgroup_memory_limit` names it."""
+    if source == "cgroup-v2":
+        return cgroup_folders(root)
+    if source == "cgroup-v1":
+        return cgroup_folders(root, "memory", "memory")
+    raise ValueError(f"not a cgroup source: {source!r} (cgroup-v2 or cgroup-v1)")
+
+
 def own_cgroup_path(controller: str = "") -> str:
     """This process's cgroup path for a v1 ``controller`` (v2 when empty), from
     ``/proc/self/cgroup``; ``/`` when it is not listed."""
-    for line in (_read(Path("/proc/self/cgroup")) or "").splitlines():
+    for line in (read_kernel_file(Path("/proc/self/cgroup")) or "").splitlines():
         _, controllers, path = line.split(":", 2)
         if (controller and controller in controllers.split(",")) or (not controller and controllers == ""):
             return path
@@ -215,7 +230,10 @@ def configure_torch_threads(requested_cpus: float) -> tuple[int, CpuLimit]:
     return threads, available
 
 
-def _read(path: Path) -> str | None:
+def read_kernel_file(path: Path) -> str | None:
+    """The text of a small kernel file (a cgroup setting or counter, ``/proc/<pid>/stat``),
+    stripped of surrounding whitespace; None when it cannot be read (absent, not
+    permitted, or its process gone)."""
     try:
         return path.read_text().strip()
     except OSError:

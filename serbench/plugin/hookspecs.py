@@ -1,23 +1,25 @@
-"""The plugin contract: one hook per extension axis.
+"""The plugin contract: one hook per kind of plugin, made from the table of kinds
+(:data:`serbench.plugin.kinds.PLUGIN_KINDS`, one row per kind: read it there).
 
 A plugin is a module (or object) registered under the entry-point group ``serbench``.
-It implements any of these hooks with ``@serbench.hookimpl``. Implementations may take
-fewer arguments than the spec lists, so hooks can grow without breaking plugins.
+It implements any of these hooks with ``@serbench.hookimpl``, each hook returning a list
+of classes of its kind (the list of hooks below is made from the table). Implementations
+may take fewer arguments than the spec lists, so hooks can grow without breaking plugins.
 
 Plugin modules are imported at start-up by every command, so they should import heavy
 libraries (torch, transformers, engines) inside methods, not at module level.
+
+The hooks:
+
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import pluggy
 
-if TYPE_CHECKING:
-    from serbench.backbones.base import Backbone
-    from serbench.data.base import DatasetAdapter
-    from serbench.engines.base import Engine
+from serbench.plugin.kinds import PLUGIN_KINDS, PluginKind
 
 PROJECT = "serbench"
 
@@ -25,28 +27,22 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-@hookspec
-def serbench_engines() -> list[type["Engine"]]:
-    """Return the optimiser engine classes this plugin provides.
+def _hookspec(kind: PluginKind) -> Callable[[], list[type]]:
+    """The hook specification of ``kind``: no arguments, a list of classes back."""
 
-    Each class subclasses :class:`serbench.engines.base.Engine` and has a unique ``name``
-    (the ``engine.name`` a job spec uses).
-    """
+    def spec() -> list[type]:
+        raise NotImplementedError  # a specification: pluggy never calls it
 
-
-@hookspec
-def serbench_datasets() -> list[type["DatasetAdapter"]]:
-    """Return the dataset adapter classes this plugin provides.
-
-    Each class subclasses :class:`serbench.data.base.DatasetAdapter` and has a unique
-    ``name`` (the ``dataset.name`` a job spec uses).
-    """
+    spec.__name__ = spec.__qualname__ = kind.hook
+    spec.__doc__ = kind.hook_doc()
+    spec.__annotations__ = {"return": f"list[type[{kind.base_name}]]"}
+    return hookspec(spec)
 
 
-@hookspec
-def serbench_backbones() -> list[type["Backbone"]]:
-    """Return the backbone classes this plugin provides.
+HOOKS: dict[str, Callable[[], list[type]]] = {kind.hook: _hookspec(kind) for kind in PLUGIN_KINDS}
+"""Every hook specification, by hook name (each is also a module attribute: pluggy reads
+them from the module)."""
 
-    Each class subclasses :class:`serbench.backbones.base.Backbone` and has a unique ``name``
-    (the ``backbone.name`` a job spec uses).
-    """
+globals().update(HOOKS)
+if __doc__:  # None under python -OO
+    __doc__ += "\n".join(f"- ``{kind.hook}()``: {kind.described} classes (:class:`{kind.base_name}`)" for kind in PLUGIN_KINDS)

@@ -1,4 +1,5 @@
-"""Plugin discovery: every engine, dataset adapter and backbone comes from a plugin.
+"""Plugin discovery: every engine, dataset adapter and backbone -- each kind in the table
+of :mod:`serbench.plugin.kinds` -- comes from a plugin.
 
 Plugins, built-in ones included, are found through the ``serbench`` entry-point group.
 ``SERBENCH_PLUGINS`` (comma-separated entry-point names) restricts which are loaded, and
@@ -11,22 +12,21 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, Literal
+from typing import Any
 
 import pluggy
 
 from serbench.plugin import hookspecs
+from serbench.plugin.kinds import KINDS, PLUGIN_KINDS, Kind, PluginKind
 from serbench.errors import PluginError
 from serbench import env
 
-Kind = Literal["engine", "dataset", "backbone"]
-KINDS: tuple[Kind, ...] = ("engine", "dataset", "backbone")
-_HOOKS = {"engine": "serbench_engines", "dataset": "serbench_datasets", "backbone": "serbench_backbones"}
+__all__ = ["KINDS", "Kind", "PluginEntry", "Registry", "load_plugins", "registry"]
 
 
 @dataclass(frozen=True)
 class PluginEntry:
-    """One named engine, dataset adapter or backbone, and who provides it."""
+    """One named plugin class of a kind (an engine, a dataset adapter, ...), and who provides it."""
 
     kind: Kind
     name: str
@@ -49,29 +49,33 @@ class Registry:
         self.pm = pm
         provenance = provenance or {}
         self._entries: dict[Kind, dict[str, PluginEntry]] = {kind: {} for kind in KINDS}
-        for kind in KINDS:
-            hook = getattr(pm.hook, _HOOKS[kind])
+        for kind in PLUGIN_KINDS:
+            hook = getattr(pm.hook, kind.hook)
             for impl in reversed(hook.get_hookimpls()):  # in registration order
                 package, version = provenance.get(id(impl.plugin)) or _module_provenance(impl.plugin)
                 for cls in _provided(impl, kind):
                     self._add(kind, cls, impl.plugin_name, package, version)
 
-    def _add(self, kind: Kind, cls: type, plugin: str, package: str, version: str) -> None:
-        base = _base_class(kind)
+    def _add(self, kind: PluginKind, cls: type, plugin: str, package: str, version: str) -> None:
+        base = kind.base_class()
         if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise PluginError(f"plugin {plugin!r} provides {cls!r} as a {kind}, which is not a {base.__name__} subclass")
+            raise PluginError(
+                f"plugin {plugin!r} provides {cls!r} as a {kind.name}, which is not a {base.__name__} subclass"
+            )
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {plugin!r} provides a {kind} without a name")
-        if name in self._entries[kind]:
-            other = self._entries[kind][name]
-            raise PluginError(f"two plugins provide the {kind} {name!r}: {other.plugin} and {plugin}")
-        self._entries[kind][name] = PluginEntry(kind, name, cls, plugin, package, version)
+            raise PluginError(f"plugin {plugin!r} provides a {kind.name} without a name")
+        entries = self._entries[kind.name]
+        if name in entries:
+            raise PluginError(f"two plugins provide the {kind.name} {name!r}: {entries[name].plugin} and {plugin}")
+        entries[name] = PluginEntry(kind.name, name, cls, plugin, package, version)
 
     def names(self, kind: Kind) -> list[str]:
+        """The names of the ``kind`` classes installed, sorted."""
         return sorted(self._entries[kind])
 
     def entries(self, kind: Kind) -> list[PluginEntry]:
+        """The ``kind`` entries, by name."""
         return [self._entries[kind][name] for name in self.names(kind)]
 
     def get(self, kind: Kind, name: str) -> PluginEntry:
@@ -83,34 +87,23 @@ class Registry:
             raise PluginError(f"unknown {kind} {name!r}; available: {available}") from None
 
     def as_json(self) -> dict[str, list[dict[str, str]]]:
-        return {f"{kind}s": [entry.as_dict() for entry in self.entries(kind)] for kind in KINDS}
+        """``serbench plugins --json``: each kind's ``key`` mapped to its entries, in table order."""
+        return {kind.key: [entry.as_dict() for entry in self.entries(kind.name)] for kind in PLUGIN_KINDS}
 
 
-def _provided(impl: pluggy.HookImpl, kind: Kind) -> list[type]:
+def _provided(impl: pluggy.HookImpl, kind: PluginKind) -> list[type]:
     """What one hook implementation returns, or a ``PluginError`` naming the plugin."""
     try:
         provided = impl.function()
     except Exception as exc:
-        raise PluginError(f"plugin {impl.plugin_name!r} failed to list its {kind}s: {exc.__class__.__name__}: {exc}") from None
+        raise PluginError(
+            f"plugin {impl.plugin_name!r} failed to list its {kind.key}: {exc.__class__.__name__}: {exc}"
+        ) from None
     if provided is None:
         return []
     if not isinstance(provided, (list, tuple)):
-        raise PluginError(f"plugin {impl.plugin_name!r}: {_HOOKS[kind]}() must return a list of classes")
+        raise PluginError(f"plugin {impl.plugin_name!r}: {kind.hook}() must return a list of classes")
     return list(provided)
-
-
-def _base_class(kind: Kind) -> type:
-    if kind == "engine":
-        from serbench.engines.base import Engine
-
-        return Engine
-    if kind == "dataset":
-        from serbench.data.base import DatasetAdapter
-
-        return DatasetAdapter
-    from serbench.backbones.base import Backbone
-
-    return Backbone
 
 
 def _module_provenance(plugin: Any) -> tuple[str, str]:

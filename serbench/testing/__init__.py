@@ -1,6 +1,20 @@
 """Contract kits for plugin authors, one module per axis, each usable from pytest:
-engines (:mod:`.engines`)."""
+engines (:mod:`.engines`), dataset adapters (:mod:`.datasets`) and backbones
+(:mod:`.backbones`). Each offers one call that runs every check (``check_engine``,
+``check_adapter``, ``check_backbone``) and raises a :class:`ContractError` naming the
+clause that failed; serbench's own test suite runs them on every built-in."""
 
+from serbench.testing.backbones import BackboneContractError, check_backbone
+from serbench.testing.datasets import AdapterContractError, adapter_contract_test, check_adapter
 from serbench.testing.engines import ContractError, check_engine, engine_contract_test
 
-__all__ = ["ContractError", "check_engine", "engine_contract_test"]
+__all__ = [
+    "AdapterContractError",
+    "BackboneContractError",
+    "ContractError",
+    "adapter_contract_test",
+    "check_adapter",
+    "check_backbone",
+    "check_engine",
+    "engine_contract_test",
+]

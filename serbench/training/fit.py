@@ -1,19 +1,15 @@
 """Fine-tuning and prediction, as in the paper: cross-entropy, AdamW, a cosine-annealed
 learning rate stepped per batch, clips cut to ``maxlen`` samples, and an encoder frozen
-for epochs ``0 .. unfreeze-1`` and trained from epoch ``unfreeze`` on.
+for epochs ``0 .. unfreeze-1`` and trained from epoch ``unfreeze`` on; and the batches
+they run on.
 
-While the encoder is frozen (and has never been trained), its pooled outputs for a clip
-never change, so they come from a :class:`FeatureCache` shared by all trials of a study:
-frozen epochs then cost a head update, not an encoder pass. A model that trains only the
-top of its encoder (e.g. Whisper's ``train_layers``) also has the frozen prefix's outputs
-cached, so its unfrozen epochs run only the layers that train.
+Frozen features (and a frozen prefix's outputs) come from a
+:class:`serbench.training.features.FeatureCache` when one is given: see that module.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,101 +17,9 @@ import torch
 from torch import nn
 
 from serbench.data.base import Clip
-from serbench.training.features import FeatureStore, cache_folder, memory_bound_mb
+from serbench.training.features import EVAL_BATCH, FeatureCache, encode_batched
 from serbench.backbones.model import SERModel
 from serbench.spec import TrainParams
-
-EVAL_BATCH = 8
-
-
-class FeatureCache:
-    """Encoded features of one backbone configuration's pre-trained encoder, shared by
-    the trials of a study. Valid only for models whose ``encoder_pristine`` is true.
-
-    An entry is keyed by a hash of ``producer`` (the backbone's ``cache_key()``: name,
-    source and options, so a changed ``layers``, ``pad`` or ``source`` never meets stale
-    features), the clip's audio samples, and ``model.input_key(samples, maxlen)`` (the cut
-    length, and for a backbone padding to ``maxlen`` that length too). Keying on the
-    audio rather than the clip id keeps a persistent folder right when a corpus file
-    changes, and lets trials with different ``maxlen`` share the clips shorter than both.
-
-    Storage (:class:`serbench.training.features.FeatureStore`): ``max_memory_mb`` in memory,
-    the rest in ``folder``; ``persistent`` writes everything there for later runs.
-    """
-
-    def __init__(
-        self,
-        producer: str,
-        max_memory_mb: float = 1024,
-        folder: Path | None = None,
-        persistent: bool = False,
-    ) -> None:
-        self.store = FeatureStore(producer, max_memory_mb, folder, persistent)
-        self._producer = hashlib.blake2b(producer.encode(), digest_size=16).digest()
-        self._audio: dict[str, tuple[np.ndarray, bytes]] = {}  # clip id -> (wave, digest)
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def key(self, model: SERModel, clip: Clip, maxlen: int, kind: str = "features") -> str:
-        """The entry key of ``clip`` cut to ``maxlen`` (its audio is hashed once per clip);
-        ``kind``: ``features`` (pooled) or ``prefix`` (a frozen prefix's output)."""
-        known = self._audio.get(clip.id)
-        if known is None or known[0] is not clip.wave:
-            wave = np.ascontiguousarray(clip.wave)
-            digest = hashlib.blake2b(wave.tobytes(), digest_size=16)
-            digest.update(f"{wave.dtype}{wave.shape}".encode())
-            known = (clip.wave, digest.digest())
-            self._audio[clip.id] = known
-        hasher = hashlib.blake2b(self._producer + known[1], digest_size=16)
-        hasher.update(repr(model.input_key(len(clip.wave), maxlen)).encode())
-        if kind != "features":
-            hasher.update(kind.encode())
-        return hasher.hexdigest()
-
-    def features(self, model: SERModel, clips: Sequence[Clip], maxlen: int) -> torch.Tensor:
-        """Pooled features of ``clips`` from the pristine encoder (stacked, in order);
-        missing ones are encoded in eval mode, in length-sorted batches, and stored."""
-        return torch.stack(self._lookup(model, clips, maxlen, "features"))
-
-    def prefix_states(self, model: SERModel, clips: Sequence[Clip], maxlen: int) -> list[torch.Tensor]:
-        """The frozen prefix's outputs for ``clips`` (in order; see ``SERModel``): valid
-        whatever the trained layers above it have become."""
-        return self._lookup(model, clips, maxlen, "prefix")
-
-    def _lookup(self, model: SERModel, clips: Sequence[Clip], maxlen: int, kind: str) -> list[torch.Tensor]:
-        keys = [self.key(model, c, maxlen, kind) for c in clips]
-        found: dict[str, torch.Tensor] = {}
-        missing: dict[str, Clip] = {}
-        for clip, key in zip(clips, keys):
-            if key in found or key in missing:
-                continue
-            tensor = self.store.get(key)
-            if tensor is None:
-                missing[key] = clip
-            else:
-                found[key] = tensor
-        self.hits += len(clips) - len(missing)
-        self.misses += len(missing)
-        # Stored batch by batch: a persistent folder keeps the work of an interrupted run.
-        pending = sorted(missing.items(), key=lambda item: min(len(item[1].wave), maxlen))
-        for start in range(0, len(pending), EVAL_BATCH):
-            chunk = pending[start : start + EVAL_BATCH]
-            encoded = encode_batched(model, [c for _, c in chunk], maxlen, prefix=kind == "prefix")
-            for (key, _), tensor in zip(chunk, encoded):
-                self.store.put(key, tensor)
-                found[key] = tensor
-        return [found[k] for k in keys]
-
-
-def study_cache(producer: str, out_dir: Path, memory_gb: float | None) -> FeatureCache:
-    """A study's cache: ``$SERBENCH_CACHE`` (persistent) or ``<out_dir>/.feature-cache``
-    (spill only, created when needed), bounded by ``$SERBENCH_CACHE_MB`` or a quarter of
-    the job's memory."""
-    folder, persistent = cache_folder(out_dir)
-    return FeatureCache(producer, memory_bound_mb(memory_gb), folder, persistent)
 
 
 def fit(
@@ -223,27 +127,6 @@ def _frozen_features(model: SERModel, clips: Sequence[Clip], maxlen: int, cache:
     if cache is not None and model.encoder_pristine:
         return cache.features(model, clips, maxlen)
     return torch.stack(encode_batched(model, clips, maxlen))
-
-
-def encode_batched(
-    model: SERModel, clips: Sequence[Clip], maxlen: int, size: int = EVAL_BATCH, prefix: bool = False
-) -> list[torch.Tensor]:
-    """Features of ``clips`` (in their order), computed in eval mode without gradients,
-    in batches of similar length; the model's train/eval mode is restored afterwards.
-    ``prefix``: the frozen prefix's states instead (``SERModel.encode_prefix``)."""
-    was_training = model.training
-    model.eval()
-    by_index: dict[int, torch.Tensor] = {}
-    order = sorted(range(len(clips)), key=lambda i: min(len(clips[i].wave), maxlen))
-    with torch.no_grad():
-        for start in range(0, len(order), size):
-            indices = order[start : start + size]
-            waves = [clips[i].wave[:maxlen] for i in indices]
-            encoded = model.encode_prefix(waves, maxlen) if prefix else model.encode(waves, maxlen)
-            for i, vector in zip(indices, encoded):
-                by_index[i] = vector.clone()
-    model.train(was_training)
-    return [by_index[i] for i in range(len(clips))]
 
 
 def _length_batches(clips: Sequence[Clip], maxlen: int, size: int) -> list[list[Clip]]:

@@ -99,7 +99,7 @@ def test_ravdess_folder_without_actor_folders_is_rejected(tmp_path):
 def test_every_name_of_the_full_ravdess_is_read(tmp_path):
     """All 1440 names of the shipped manifest scan (as empty placeholders: scanning does
     not read audio) to the corpus's published counts."""
-    for path in shipped("ravdess").entries:
+    for path in shipped(RAVDESS).entries:
         (tmp_path / path).parent.mkdir(exist_ok=True)
         (tmp_path / path).touch()
     scan = RAVDESS().scan(tmp_path)
@@ -181,7 +181,7 @@ def test_cremad_folder_without_audiowav_is_rejected(tmp_path):
 
 
 def test_every_name_of_the_full_cremad_is_read(tmp_path):
-    for path in shipped("cremad").entries:
+    for path in shipped(CremaD).entries:
         (tmp_path / path).parent.mkdir(exist_ok=True)
         (tmp_path / path).touch()
     scan = CremaD().scan(tmp_path)

@@ -12,9 +12,10 @@ import pytest
 
 from serbench.data.check import check_corpus
 from serbench.data.manifest import parse, shipped
+from serbench.data.adapters.cremad import CremaD
+from serbench.data.adapters.emodb import EmoDB
 from serbench.data.adapters.ravdess import RAVDESS
-from conftest import assert_one_line_error
-
+from conftest import REPO, assert_one_line_error
 
 
 def data_root(name: str) -> Path:
@@ -43,7 +44,7 @@ def test_check_emodb_json(cli):
     assert report["sample_rates"] == {"16000": 535} and report["channels"] == {"1": 535}
     assert report["duration_seconds"] == pytest.approx(1487.092, abs=0.01)  # PROVENANCE.md
     assert report["checksums"] == {
-        "manifest": "serbench/manifests/emodb.tsv", "ok": 535, "mismatch": [], "unlisted": 0, "absent": 0,
+        "manifest": "serbench/data/adapters/manifests/emodb.tsv", "ok": 535, "mismatch": [], "unlisted": 0, "absent": 0,
     }
     assert report["bad"] == []
 
@@ -76,11 +77,17 @@ def test_check_ravdess_mini_text_names_the_mapping(cli):
 
 
 def test_shipped_manifests_are_the_shared_ones():
-    for name, count in (("emodb", 535), ("ravdess", 1440), ("cremad", 7442)):
-        ours = shipped(name)
+    """Each built-in adapter ships its manifest beside its module, and it is the record
+    rebuilt independently from the corpora's public Git LFS pointers."""
+    for adapter, count in ((EmoDB, 535), (RAVDESS, 1440), (CremaD, 7442)):
+        ours = shipped(adapter)
+        location = f"serbench/data/adapters/manifests/{adapter.name}.tsv"
+        assert adapter.manifest == f"manifests/{adapter.name}.tsv"
+        assert ours.source == location and (REPO / location).is_file()
         assert len(ours) == count
-        theirs = parse(data_root("manifests").joinpath(f"{name}.tsv").read_text(), name)
+        theirs = parse(data_root("manifests").joinpath(f"{adapter.name}.tsv").read_text(), adapter.name)
         assert ours.entries == theirs.entries
+    assert not (REPO / "serbench" / "manifests").exists()  # the core ships no corpus's checksums
 
 
 @pytest.fixture
@@ -132,7 +139,7 @@ def test_check_a_label_the_map_does_not_know(ravdess_mini_root):
 
 
 def test_check_with_a_manifest_file(cli, tmp_path):
-    entries = shipped("emodb").entries
+    entries = shipped(EmoDB).entries
     manifest = tmp_path / "m.tsv"
     manifest.write_text("".join(f"{e.sha256}\t{e.size}\t{e.path}\n" for e in list(entries.values())[:5]))
     code, out, err = cli("data", "check", "emodb", "--root", data_root("emodb"), "--manifest", manifest)

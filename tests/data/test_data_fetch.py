@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serbench.data.sources import SOURCES
+from serbench.data.adapters.cremad import CremaD
+from serbench.data.adapters.emodb import EmoDB
+from serbench.data.adapters.ravdess import RAVDESS
 from serbench.data.download import download
 from serbench.errors import NetworkError
 from serbench.data.fetch import DOWNLOAD_DIR
@@ -82,7 +84,8 @@ def emodb_members(emodb_root: Path, prefix: str = "") -> dict[str, bytes]:
 
 def subset_manifest(tmp_path: Path, name: str, paths: list[str]) -> Path:
     """The shipped manifest's own lines for ``paths``: a subset of the genuine hashes."""
-    entries = shipped(name).entries
+    adapter = {cls.name: cls for cls in (EmoDB, RAVDESS, CremaD)}[name]
+    entries = shipped(adapter).entries
     lines = [f"{entries[p].sha256}\t{entries[p].size}\t{p}" for p in paths]
     out = tmp_path / f"{name}-subset.tsv"
     out.write_text("# subset of the shipped manifest\n" + "\n".join(lines) + "\n")
@@ -105,7 +108,7 @@ def test_fetch_emodb_archive_unpacks_and_verifies(cli, server, tmp_path, emodb_r
     assert err == ""
     assert "6 files" in out and "match the manifest" in out
     for name in EMODB_FILES:  # the genuine files' hashes are the shipped manifest's
-        assert sha256_file(root / "wav" / name) == shipped("emodb").entries[f"wav/{name}"].sha256
+        assert sha256_file(root / "wav" / name) == shipped(EmoDB).entries[f"wav/{name}"].sha256
     assert (root / "erklaerung.txt").is_file()
     assert not (root / DOWNLOAD_DIR).exists()
     assert requests == [("/download.zip", None)]
@@ -191,9 +194,24 @@ def test_fetch_refuses_members_that_escape_the_root(cli, tmp_path, emodb_root):
     assert not (tmp_path / "escaped.txt").exists()
 
 
+@pytest.mark.parametrize("path", ["../escaped.wav", "/etc/escaped.wav", "AudioWAV/../../escaped.wav", "AudioWAV//x.wav"])
+def test_manifest_paths_must_stay_under_the_root(cli, tmp_path, path):
+    """A per-file source writes each listed path under the root: a manifest (a plugin's,
+    or --manifest FILE) whose path would leave it is refused before anything is fetched."""
+    manifest = tmp_path / "evil.tsv"
+    manifest.write_text(f"{'0' * 64}\t1\t{path}\n")
+    code, _, err = cli("data", "fetch", "cremad", "--root", tmp_path / "c", "--url", "http://127.0.0.1:9/{path}", "--manifest", manifest)
+    assert_one_line_error(code, err, "evil.tsv: line 1", "not a plain path relative to the corpus root")
+    assert not (tmp_path / "c").exists()
+
+
 def test_fetch_unknown_corpus_lists_the_sources(cli, tmp_path):
+    """The list is the registered adapters that declare a source (sorted), so not ``folder``."""
     code, _, err = cli("data", "fetch", "iemocap", "--root", tmp_path)
-    assert_one_line_error(code, err, "iemocap", "emodb, ravdess, cremad")
+    line = assert_one_line_error(code, err, "iemocap", "available: cremad, emodb, ravdess")
+    assert "folder" not in line
+    code, _, err = cli("data", "fetch", "folder", "--root", tmp_path)
+    assert_one_line_error(code, err, "no download source for 'folder'")
 
 
 def test_download_resumes_a_partial_file(server, tmp_path, emodb_root):
@@ -269,8 +287,8 @@ def test_fetch_cremad_falls_back_when_lfs_serves_pointers(server, tmp_path, crem
     files, manifest = cremad_files
     serve(served / "mirror", files)
     serve(served / "github", {rel: b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n" for rel in files})
-    source = Source("cremad", "files", (f"{base}/github/{{path}}", f"{base}/mirror/{{path}}"), "test", "test")
-    done = fetch(source, tmp_path / "c", load(manifest))
+    source = Source("files", (f"{base}/github/{{path}}", f"{base}/mirror/{{path}}"), "test", "test")
+    done = fetch(source, tmp_path / "c", load(manifest), name="cremad")
     assert done.files == 3 and not done.already
     assert all((tmp_path / "c" / rel).read_bytes() == data for rel, data in files.items())
     # the first file found the mirror; the others went there directly
@@ -299,7 +317,9 @@ def test_fetch_cremad_unreachable_fails_once(cli, tmp_path, cremad_files):
 
 
 def test_shipped_sources_name_the_official_distributions():
-    assert SOURCES["emodb"].urls == ("http://emodb.bilderbar.info/download/download.zip",)
-    assert SOURCES["ravdess"].urls[0].startswith("https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip")
-    assert SOURCES["cremad"].urls[0].startswith("https://media.githubusercontent.com/media/CheyneyComputerScience/CREMA-D/")
-    assert all("{path}" in url for url in SOURCES["cremad"].urls)
+    """Each built-in adapter declares its corpus's official distribution itself."""
+    assert EmoDB.source.urls == ("http://emodb.bilderbar.info/download/download.zip",)
+    assert RAVDESS.source.urls[0].startswith("https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip")
+    assert RAVDESS.source.archive_md5 == "bc696df654c87fed845eb13823edef8a"
+    assert CremaD.source.urls[0].startswith("https://media.githubusercontent.com/media/CheyneyComputerScience/CREMA-D/")
+    assert CremaD.source.kind == "files" and all("{path}" in url for url in CremaD.source.urls)

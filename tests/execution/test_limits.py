@@ -3,17 +3,35 @@ of jobs that ask for more, cgroups made for a worker (on a folder laid out like 
 this machine's own cgroups belong to whoever runs it), the in-flight marker and the
 journal record of a trial lost to memory."""
 
+import ast
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from serbench.engines.base import Outcome
 from serbench.errors import UserError
 from serbench.results.inflight import INFLIGHT_FILE, InflightMarker, journal_lost_trial
-from serbench.execution.isolate import first_cpus, make_cgroup_v1, make_cgroup_v2, oom_kill_count, tree_rss_bytes
+from serbench.execution import limits
+from serbench.execution.isolate import (
+    first_cpus,
+    inherited,
+    make_cgroup_v1,
+    make_cgroup_v2,
+    oom_kill_count,
+    tree_rss_bytes,
+)
 from serbench.plugin.registry import registry
-from serbench.execution.limits import GIB, check_fits, cgroup_memory_limit, memory_limit
+from serbench.execution.limits import (
+    GIB,
+    cgroup_folders,
+    cgroup_memory_limit,
+    check_fits,
+    memory_cgroup_folders,
+    memory_limit,
+    read_kernel_file,
+)
 from serbench.results.schema import TrialRecord
 from serbench.results.journal import TrialJournal
 from serbench.study.search import FoldSearch
@@ -85,6 +103,51 @@ def test_oom_kill_counters(tmp_path):
     (v1 / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 5\n")
     assert oom_kill_count(v1) == 5
     assert oom_kill_count(tmp_path / "absent") == 0
+
+
+def test_inherited_limits_watch_the_hierarchy_their_limit_comes_from(tmp_path, monkeypatch):
+    """``cgroup_folders`` walks from a hierarchy's root down to the process's own group;
+    ``inherited`` watches the OOM counters of the hierarchy whose limit is in force."""
+    monkeypatch.setattr(limits, "own_cgroup_path", lambda controller="": "/job/step")
+    v2 = tmp_path / "v2"
+    (v2 / "job" / "step").mkdir(parents=True)
+    (v2 / "memory.max").write_text("max\n")
+    (v2 / "job" / "memory.max").write_text(f"{GIB}\n")
+    assert cgroup_folders(v2) == [v2, v2 / "job", v2 / "job" / "step"]
+    isolation = inherited(v2)
+    assert isolation.mechanism == "inherited-cgroup-v2" and isolation.memory_bytes == GIB
+    assert isolation.oom_folders == memory_cgroup_folders("cgroup-v2", v2) == cgroup_folders(v2)
+    v1 = tmp_path / "v1"
+    (v1 / "memory" / "job").mkdir(parents=True)  # no "step" folder: skipped
+    (v1 / "memory" / "job" / "memory.limit_in_bytes").write_text(f"{2 * GIB}\n")
+    assert cgroup_folders(v1, "memory", "memory") == [v1 / "memory", v1 / "memory" / "job"]
+    isolation = inherited(v1)
+    assert isolation.mechanism == "inherited-cgroup-v1" and isolation.memory_bytes == 2 * GIB
+    assert isolation.oom_folders == [v1 / "memory", v1 / "memory" / "job"]
+    with pytest.raises(ValueError, match="cgroup-v3"):
+        memory_cgroup_folders("cgroup-v3", v1)
+
+
+def test_read_kernel_file(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert read_kernel_file(tmp_path / "cpu.max") == "150000 100000"
+    assert read_kernel_file(tmp_path / "absent") is None
+    assert read_kernel_file(tmp_path) is None  # a folder: unreadable, not an error
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Modules share what they document: no ``from serbench.x import _name`` anywhere."""
+    package = Path(limits.__file__).resolve().parents[1]
+    private = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("serbench"):
+                private += [
+                    f"{path.relative_to(package.parent)}:{node.lineno} {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert not private, private
 
 
 def test_first_cpus_and_tree_rss():

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,13 +12,17 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error as one_line_error
+from conftest import run_serbench
 import yaml
 
 from serbench.errors import PluginError
-from serbench.plugin.registry import registry
+from serbench.plugin import hookspecs
+from serbench.plugin.kinds import KINDS, PLUGIN_KINDS, plugin_kind
+from serbench.plugin.registry import load_plugins, registry
 
 REPO = Path(__file__).resolve().parents[2]
-BUILT_INS = {"engines": "random", "datasets": "emodb", "backbones": "whisper"}
+BUILT_INS = {"engine": "random", "dataset": "emodb", "backbone": "whisper"}  # one per kind
 
 ACME_ENGINE = '''
 import serbench
@@ -63,30 +67,14 @@ def acme(site: Path, engine: str = "acme-const", module: str = "acme_serbench", 
     install_plugin(site, module, ACME_ENGINE.format(engine=engine), entry_point, dist)
 
 
-def serbench(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a fresh interpreter that also sees the packages in ``site``."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("SERBENCH_PLUGINS", "SERBENCH_DISABLE_PLUGINS")}
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
-    environ.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "serbench.cli", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=REPO,
-        timeout=120,
-    )
+def serbench(site: Path, *args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh interpreter that also sees the packages in ``site`` (from
+    ``cwd``, which ``python -m`` puts first on the path)."""
+    return run_serbench(*args, site=site, cwd=cwd, **env)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert proc.returncode == 2, proc.stderr
-    line = proc.stderr.strip()
-    assert "\n" not in line, proc.stderr
-    assert line.startswith("serbench: error:"), line
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in line, f"{needle!r} not in {line!r}"
-    return line
+    return one_line_error(proc.returncode, proc.stderr, *needles)
 
 
 def by_name(entries: list[dict[str, str]]) -> dict[str, dict[str, str]]:
@@ -98,11 +86,12 @@ def test_plugins_json_lists_the_built_ins(cli):
     code, out, err = cli("plugins", "--json")
     assert code == 0, err
     listing = json.loads(out)
-    assert set(listing) == {"engines", "datasets", "backbones"}
+    assert list(listing) == [kind.key for kind in PLUGIN_KINDS]
+    assert set(BUILT_INS) == set(KINDS)
     for kind, name in BUILT_INS.items():
-        for entry in listing[kind]:
+        for entry in listing[plugin_kind(kind).key]:
             assert {"name", "version", "package", "plugin"} <= set(entry)
-        entry = by_name(listing[kind])[name]
+        entry = by_name(listing[plugin_kind(kind).key])[name]
         assert entry["package"] == "serbench"
         assert entry["plugin"] == name
         assert entry["version"] not in ("", "unknown")
@@ -114,7 +103,7 @@ def test_plugins_table_names_the_built_ins(cli):
     assert code == 0, err
     for kind, name in BUILT_INS.items():
         assert name in out
-        assert kind[:-1] in out
+        assert kind in out
     assert "serbench" in out
 
 
@@ -122,14 +111,13 @@ def test_built_ins_come_through_the_entry_point_group():
     """The built-ins are registered as ``serbench`` entry points, like any third-party plugin."""
     points = {ep.name: ep.value for ep in entry_points(group="serbench")}
     assert set(BUILT_INS.values()) <= set(points)
-    # Each built-in lives beside its axis's contract, in the axis package.
-    axis = {"engines": "serbench.engines.", "datasets": "serbench.data.adapters.", "backbones": "serbench.backbones."}
+    # Each built-in lives in its kind's axis package.
     listing = registry().as_json()
-    for kind, prefix in axis.items():
-        built_in = [entry["plugin"] for entry in listing[kind] if entry["package"] == "serbench"]
-        assert built_in, kind
+    for kind in PLUGIN_KINDS:
+        built_in = [entry["plugin"] for entry in listing[kind.key] if entry["package"] == "serbench"]
+        assert built_in, kind.name
         for name in built_in:
-            assert points[name].startswith(prefix), (name, points[name])
+            assert points[name].startswith(kind.axis + "."), (name, points[name])
 
 
 def test_third_party_engine_is_discovered(tmp_path):
@@ -235,7 +223,69 @@ def test_plugin_shadowing_a_built_in_is_rejected(tmp_path):
 def test_registry_get_unknown_name_lists_the_available_ones():
     """``Registry.get`` of an unknown name raises ``PluginError`` listing what is installed."""
     reg = registry()
-    for kind, name in (("engine", "random"), ("dataset", "emodb"), ("backbone", "whisper")):
+    for kind, name in BUILT_INS.items():
         with pytest.raises(PluginError, match=f"unknown {kind} 'nope'.*available: .*{name}"):
             reg.get(kind, "nope")
         assert reg.get(kind, name).package == "serbench"
+
+
+def test_each_kind_has_its_hook_and_base_class():
+    """The table of kinds makes the hook specifications: one per kind, named and documented
+    from its row, and each provided class must subclass the row's base class."""
+    assert list(hookspecs.HOOKS) == [kind.hook for kind in PLUGIN_KINDS]
+    pm, _ = load_plugins()
+    for kind in PLUGIN_KINDS:
+        spec = getattr(hookspecs, kind.hook)
+        assert getattr(pm.hook, kind.hook).spec.function is spec
+        assert kind.base_name in spec.__doc__ and kind.base_name in hookspecs.__doc__
+        base = kind.base_class()
+        assert f"{base.__module__}.{base.__qualname__}" == kind.base_name
+        assert all(issubclass(entry.cls, base) for entry in registry().entries(kind.name))
+    with pytest.raises(KeyError, match="the kinds are engine, dataset, backbone"):
+        plugin_kind("engines")
+
+
+WIDGET_ROW = """    PluginKind(
+        "widget", "widgets", "serbench_widgets", "collections:OrderedDict", "serbench.widgets",
+        "widget", "the ``widget.name`` nobody uses",
+    ),
+"""
+
+ACME_WIDGET = '''
+from collections import OrderedDict
+
+import serbench
+
+
+class AcmeWidget(OrderedDict):
+    name = "acme-widget"
+
+
+@serbench.hookimpl
+def serbench_widgets():
+    return [AcmeWidget]
+'''
+
+
+def test_a_new_kind_is_one_row_of_the_table(tmp_path):
+    """A copy of serbench whose table has a fourth row: its hook exists, a plugin providing
+    it is listed under the row's key, and the other kinds' listings do not change."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "serbench", site / "serbench", ignore=shutil.ignore_patterns("__pycache__"))
+    kinds = site / "serbench" / "plugin" / "kinds.py"
+    source = kinds.read_text(encoding="utf-8")
+    end = '    ),\n)\n"""Every kind'
+    assert source.count(end) == 1
+    kinds.write_text(source.replace(end, '    ),\n' + WIDGET_ROW + ')\n"""Every kind'), encoding="utf-8")
+    install_plugin(site, "acme_widgets", ACME_WIDGET, "acme-widgets", "acme-widgets")
+    proc = serbench(site, "plugins", "--json", cwd=site)  # the copy, not the checkout
+    assert proc.returncode == 0, proc.stderr
+    listing = json.loads(proc.stdout)
+    assert list(listing) == [kind.key for kind in PLUGIN_KINDS] + ["widgets"]
+    assert listing["widgets"] == [
+        {"name": "acme-widget", "plugin": "acme-widgets", "package": "acme-widgets", "version": "1.2.3"}
+    ]
+    assert {key: value for key, value in listing.items() if key != "widgets"} == registry().as_json()
+    table = serbench(site, "plugins", cwd=site)
+    assert table.returncode == 0, table.stderr
+    assert "widget" in table.stdout and "acme-widget" in table.stdout

@@ -10,6 +10,7 @@ from serbench.engines.base import Engine, Outcome
 from serbench.plugin.registry import Registry, load_plugins
 from serbench.results.schema import result_schema
 from serbench.spec import parse_job
+from serbench.study.events import Stage, StudyEvents
 from serbench.study.study import Study
 
 
@@ -54,38 +55,42 @@ def test_same_job_same_trials(job_dict, tmp_path):
     assert first.test == second.test
 
 
-class Spy(Study):
-    """Records which clips the search and the final scoring train and predict on."""
+class StageSpy(StudyEvents):
+    """Remembers which kind of training run is going on, and every one that started."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seen = {"search": set(), "final": set()}
-        self.phase = "final"
+    def __init__(self):
+        self.stage = None
+        self.runs = []
 
-    def _trial(self, fold, number, params):
-        self.phase = "search"
-        try:
-            return super()._trial(fold, number, params)
-        finally:
-            self.phase = "final"
-
-    def _train(self, train_params, utterances):
-        self.seen[self.phase].update(u.id for u in utterances)
-        return super()._train(train_params, utterances)
-
-    def _predict(self, model, clips, maxlen):
-        self.seen[self.phase].update(c.id for c in clips)
-        return super()._predict(model, clips, maxlen)
+    def training_started(self, stage, trial, params, epochs):
+        self.stage = stage
+        self.runs.append((stage, trial))
 
 
-def test_the_test_split_is_never_used_for_selection(job_dict, tmp_path):
-    study = Spy(parse_job(job_dict), tmp_path)
-    study.run()
-    split = study.folds[0].split
+def test_the_test_split_is_never_used_for_selection(job_dict, tmp_path, monkeypatch):
+    """Every clip trained or predicted on, by the stage of the training run it was seen in."""
+    from serbench.training import fit as fitting
+
+    events = StageSpy()
+    seen = {Stage.TRIAL: set(), Stage.FINAL: set()}
+
+    def spy(real):
+        def call(model, clips, *args, **kwargs):
+            seen[events.stage].update(c.id for c in clips)
+            return real(model, clips, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(fitting, "fit", spy(fitting.fit))
+    monkeypatch.setattr(fitting, "predict", spy(fitting.predict))
+    study = Study(parse_job(job_dict), tmp_path, events=events)
+    result = study.run()
+    assert events.runs == [(Stage.TRIAL, 0), (Stage.TRIAL, 1), (Stage.FINAL, result.best.trial)]
+    split = study.prepared.inputs.data.folds[0].split
     test_ids = {u.id for u in split.test}
-    assert study.seen["search"] == {u.id for u in split.train + split.val}
-    assert not study.seen["search"] & test_ids
-    assert test_ids <= study.seen["final"]
+    assert seen[Stage.TRIAL] == {u.id for u in split.train + split.val}
+    assert not seen[Stage.TRIAL] & test_ids
+    assert test_ids <= seen[Stage.FINAL]
 
 
 def test_wall_clock_budget_stops_the_study(cli, job_dict, write_job, tmp_path):
@@ -112,9 +117,12 @@ class Broken(Engine):
 
     name = "broken-test-engine"
 
+    made: list["Broken"] = []  # every instance, latest last
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.told = []
+        Broken.made.append(self)
 
     def ask(self, number):
         return {"lr": -1.0 if number % 2 == 0 else 1e-3}
@@ -135,14 +143,11 @@ def test_failed_trials_are_recorded_told_and_the_study_goes_on(job_dict, tmp_pat
     job_dict["engine"] = {"name": "broken-test-engine"}
     job_dict["search_space"] = {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
     job_dict["budget"]["trials"] = 3
-    study = Study(parse_job(job_dict), tmp_path, reg=Registry(pm, provenance))
-    engines = []
-    study.make_engine = lambda make=study.make_engine: engines.append(make()) or engines[-1]
-    result = study.run()
+    result = Study(parse_job(job_dict), tmp_path, reg=Registry(pm, provenance)).run()
     assert [t.status for t in result.trials] == ["failed", "ok", "failed"]
     assert result.trials[0].reason == "error" and "lr" in result.trials[0].error
     assert result.trials[0].value is None
-    told = engines[-1].told
+    told = Broken.made[-1].told
     assert [o.status for _, o in told] == ["failed", "ok", "failed"]
     assert told[1][1].value == result.trials[1].value
     assert result.best.trial == 1

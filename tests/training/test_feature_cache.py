@@ -10,10 +10,10 @@ from serbench.data.base import Clip
 
 from serbench.data.audio import load_audio
 from serbench.errors import UserError
-from serbench.training.features import FeatureStore, memory_bound_mb
+from serbench.training.features import FeatureCache, FeatureStore, memory_bound_mb, study_cache
 from serbench.data.folds import take_subset
 from serbench.spec import SubsetSpec, TrainParams
-from serbench.training.fit import FeatureCache, fit, predict, study_cache
+from serbench.training.fit import fit, predict
 from serbench.backbones.whisper import WhisperBackbone, WhisperOptions
 from serbench.data.adapters.emodb import EmoDB
 

@@ -8,7 +8,8 @@ from serbench.data.audio import load_audio
 from serbench.data.folds import take_subset
 from serbench.spec import SubsetSpec, TrainParams
 from serbench.data.base import Clip
-from serbench.training.fit import FeatureCache, fit, predict
+from serbench.training.features import FeatureCache
+from serbench.training.fit import fit, predict
 from serbench.backbones.whisper import WhisperBackbone
 from serbench.data.adapters.emodb import EmoDB
 

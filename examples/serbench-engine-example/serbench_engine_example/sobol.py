@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from serbench import hookimpl
-from serbench.engines.base import Engine, Outcome
+from serbench.engines import Engine, Outcome
 from serbench.spec import ChoiceParam, FloatParam, IntParam, StrictModel
 
 

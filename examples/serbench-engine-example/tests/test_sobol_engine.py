@@ -1,6 +1,6 @@
 """The whole engine contract (``pytest`` in this folder)."""
 
-from serbench.testing.engines import check_engine, engine_contract_test
+from serbench.testing import check_engine, engine_contract_test
 from serbench_engine_example.sobol import SobolEngine
 
 # one test per clause of the contract: test_sobol_contract[bounds_and_types], ...

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from serbench import hookimpl
 from serbench.data.base import BadFile, DatasetAdapter, Scan, Utterance
+from serbench.data.sources import Source
 from serbench.errors import DataError
 
 EMOTIONS = {
@@ -39,6 +40,20 @@ class CremaD(DatasetAdapter):
         "CREMA-D's AudioWAV/ is in github.com/CheyneyComputerScience/CREMA-D (Git LFS, ODbL); "
         "serbench data fetch cremad downloads and checks it."
     )
+    source = Source(
+        kind="files",
+        urls=(
+            "https://media.githubusercontent.com/media/CheyneyComputerScience/CREMA-D/master/{path}",
+            "https://gitlab.com/cs-cooper-lab/crema-d-mirror/-/raw/main/{path}",
+        ),
+        license="Open Database License (ODbL 1.0) / Database Contents License (DbCL 1.0)",
+        note=(
+            "7442 files (606 MB) from the official repository's Git LFS storage, one request each; "
+            "when GitHub's LFS bandwidth for the repository is used up, the maintainers' GitLab "
+            "mirror is tried. A `git lfs clone` of the repository is also a valid root."
+        ),
+    )
+    manifest = "manifests/cremad.tsv"
 
     def scan(self, root: Path) -> Scan:
         wav_dir = root / "AudioWAV"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from serbench import hookimpl
 from serbench.data.base import BadFile, DatasetAdapter, Scan, Utterance
+from serbench.data.sources import Source
 from serbench.errors import DataError
 
 EMOTIONS = {
@@ -33,6 +34,13 @@ class EmoDB(DatasetAdapter):
     classes = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
     label_map = {label: label for label in classes}  # EmoDB defines the unified space
     fetch_hint = "EmoDB is distributed at http://emodb.bilderbar.info/download/ (download.zip)."
+    source = Source(
+        kind="archive",
+        urls=("http://emodb.bilderbar.info/download/download.zip",),
+        license="free for research (the authors' page); cite Burkhardt et al. 2005",
+        note="The authors' own server (plain http); 535 wav files, 48 MB unpacked, each checked.",
+    )
+    manifest = "manifests/emodb.tsv"
 
     def scan(self, root: Path) -> Scan:
         wav_dir = root / "wav"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from serbench import hookimpl
 from serbench.data.base import BadFile, DatasetAdapter, Scan, Utterance
+from serbench.data.sources import Source
 from serbench.errors import DataError
 
 EMOTIONS = {
@@ -54,6 +55,14 @@ class RAVDESS(DatasetAdapter):
         "RAVDESS speech audio is Audio_Speech_Actors_01-24.zip of Zenodo record 1188976 "
         "(CC BY-NC-SA 4.0); serbench data fetch ravdess downloads and checks it."
     )
+    source = Source(
+        kind="archive",
+        urls=("https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip?download=1",),
+        license="CC BY-NC-SA 4.0 (non-commercial; cite Livingstone & Russo 2018)",
+        note="Zenodo record 1188976, the audio-only speech archive: 1440 files, 590 MB unpacked.",
+        archive_md5="bc696df654c87fed845eb13823edef8a",
+    )
+    manifest = "manifests/ravdess.tsv"
 
     def scan(self, root: Path) -> Scan:
         actor_dirs = sorted(p for p in root.iterdir() if p.is_dir() and ACTOR_DIR.match(p.name))

@@ -1,0 +1,29 @@
+"""How the ``serbench`` command words what goes wrong, shared by the commands and by the
+exit-code handling in :mod:`.main`: one line on stderr, and bad input named after the job
+file it is about."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from serbench.errors import UserError
+
+
+def error(message: str) -> None:
+    """Print ``serbench: error: MESSAGE`` on stderr, its whitespace folded onto one line."""
+    print(f"serbench: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+@contextmanager
+def about(job: Path) -> Iterator[None]:
+    """Prefix bad-input messages with the job file they are about."""
+    try:
+        yield
+    except UserError as exc:
+        message = str(exc)
+        if not message.startswith(str(job)):
+            message = f"{job}: {message}"
+        raise type(exc)(message) from None

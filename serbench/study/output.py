@@ -1,0 +1,83 @@
+"""The study's folder, ``<out>/<job>/``: ``study.json`` (the fingerprint of the spec the
+journal belongs to), ``trials.jsonl`` (the journal), ``inflight.json`` (the trial
+running now, :mod:`serbench.results.inflight`) and, at the end, ``result.json``.
+
+A folder holds one study: a fresh one, or (``--resume``) the journal of the same spec,
+never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from serbench import atomic
+from serbench.errors import UserError
+from serbench.results.inflight import INFLIGHT_FILE, InflightMarker
+from serbench.results.journal import TrialJournal
+from serbench.results.schema import Result, TrialRecord
+from serbench.spec import JobSpec
+
+STUDY_FILE = "study.json"  # fingerprint of the spec a journal belongs to
+JOURNAL_FILE = "trials.jsonl"
+RESULT_FILE = "result.json"
+
+
+def spec_fingerprint(spec: JobSpec) -> str:
+    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StudyOutput:
+    """One study's folder (created, empty, with the journal object)."""
+
+    def __init__(self, out_dir: Path, spec: JobSpec):
+        self.dir = out_dir
+        self.spec = spec
+        self.journal = TrialJournal(out_dir / JOURNAL_FILE)
+        self.inflight = InflightMarker(out_dir / INFLIGHT_FILE)
+        self.study_file = out_dir / STUDY_FILE
+        self.result_file = out_dir / RESULT_FILE
+
+    def check(self, force: bool, resume: bool) -> list[TrialRecord]:
+        """A fresh folder, or (``resume``) the journal of the same spec; never a mix.
+        Returns the journalled trials to resume from (none unless ``resume``); writes
+        nothing."""
+        existing = [p for p in (self.journal.path, self.result_file, self.study_file) if p.exists()]
+        if resume:
+            if not self.study_file.exists():
+                raise UserError(f"{self.dir}: nothing to resume (no {STUDY_FILE}); run without --resume")
+            if json.loads(self.study_file.read_text()).get("spec_sha256") != spec_fingerprint(self.spec):
+                raise UserError(f"{self.dir}: the job spec changed since the study started; cannot resume it")
+            return self.journal.read()
+        if existing and not force:
+            raise UserError(
+                f"{self.dir} already holds results of job {self.spec.name!r}; "
+                "pass --resume to continue it, --force to replace it, or --out to write elsewhere"
+            )
+        return []
+
+    def start(self, resume: bool, done: list[TrialRecord]) -> None:
+        """Lay out the folder for this study (after everything else was prepared):
+        resuming, the journal keeps ``done``; otherwise it starts empty under a new
+        ``study.json``."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.result_file.unlink(missing_ok=True)
+        self.inflight.clear()  # stale: its trial runs again
+        if resume:
+            self.journal.rewrite(done)  # drops a line cut short by a crash
+            return
+        self.journal.path.unlink(missing_ok=True)
+        atomic.write_json(
+            self.study_file,
+            {"job": self.spec.name, "spec_sha256": spec_fingerprint(self.spec), "started_at": now()},
+        )
+
+    def write_result(self, result: Result) -> None:
+        atomic.write_json(self.result_file, result.model_dump(mode="json"))

@@ -1,0 +1,60 @@
+"""The job's plugins (engine, dataset adapter, backbone) from the registry, their options
+validated; where the corpus is; a fresh engine for a fold's search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from serbench.data.base import DatasetAdapter, resolve_root
+from serbench.engines.base import Engine
+from serbench.errors import PluginError, UserError
+from serbench.plugin.registry import PluginEntry, Registry, registry
+from serbench.spec import JobSpec, plugin_options
+
+
+@dataclass
+class Plugins:
+    engine: PluginEntry
+    dataset: PluginEntry
+    backbone: PluginEntry
+
+
+def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
+    """The job's plugins, with their options validated.
+
+    Raises ``UserError`` naming the spec field (``engine.name``, ``backbone.options.x``).
+    """
+    reg = reg or registry()
+    found = {}
+    for kind, section in (("engine", spec.engine), ("dataset", spec.dataset), ("backbone", spec.backbone)):
+        found[kind] = _get(reg, kind, section.name, f"{kind}.name")
+    for index, target in enumerate(spec.transfer):
+        adapter = _get(reg, "dataset", target.name, f"transfer.{index}.name").cls
+        plugin_options(adapter.Options, target.options, f"transfer.{index}.options")
+    plugins = Plugins(**found)
+    plugin_options(plugins.dataset.cls.Options, spec.dataset.options, "dataset.options")
+    plugin_options(plugins.engine.cls.Options, spec.engine.options, "engine.options")
+    plugin_options(plugins.backbone.cls.Options, spec.backbone.options, "backbone.options")
+    if not spec.search_space:
+        raise UserError("search_space: empty; name at least one hyperparameter to tune")
+    return plugins
+
+
+def _get(reg: Registry, kind, name: str, field: str) -> PluginEntry:
+    try:
+        return reg.get(kind, name)
+    except PluginError as exc:
+        raise PluginError(f"{field}: {exc}") from None
+
+
+def corpus_root(spec: JobSpec, adapter: type[DatasetAdapter], data_home: Path | None) -> Path:
+    return resolve_root(adapter, spec.dataset.root, data_home)
+
+
+def make_engine(spec: JobSpec, plugins: Plugins) -> Engine:
+    """A fresh engine over the job's search space (one per fold; the engine may reject
+    the space or its options)."""
+    cls = plugins.engine.cls
+    options = plugin_options(cls.Options, spec.engine.options, "engine.options")
+    return cls(spec.search_space, spec.seed, options)
