@@ -109,14 +109,31 @@ class Backbone(ABC):
     def __init__(self, source: str | None = None, options: BaseModel | None = None):
         self.source = source or self.default_source
         self.options = options if options is not None else self.Options()
+        self._pretrained: Any = None
 
     @abstractmethod
     def build(self, num_classes: int) -> "SERModel":
         """A model with the pre-trained encoder and a fresh ``num_classes``-way head.
 
         Call ``torch.manual_seed`` first for a reproducible head. Raises ``ModelError``
-        when the source cannot be loaded.
+        when the source cannot be loaded. Built-ins build from a copy of
+        :meth:`pretrained`, so the weights are read once per study.
         """
+
+    def load_pretrained(self, resolved: str) -> Any:
+        """Read the pre-trained weights from ``resolved`` (a folder, or a hub id when no
+        local folder matched); called once by :meth:`pretrained`. Backbones that build
+        through :meth:`pretrained` implement it; raises ``ModelError`` on failure."""
+        raise NotImplementedError(f"{type(self).__name__} does not load through pretrained()")
+
+    def pretrained(self) -> Any:
+        """What :meth:`load_pretrained` returned, loaded on first use after
+        :meth:`check_source` (a clear message for a missing folder or an offline hub id);
+        :meth:`build` copies it for each model."""
+        if self._pretrained is None:
+            self.check_source()
+            self._pretrained = self.load_pretrained(resolve_source(self.source))
+        return self._pretrained
 
     def check_source(self) -> str:
         """Check, without loading anything or touching the network, that ``self.source``

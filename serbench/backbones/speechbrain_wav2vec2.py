@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import Field
 
 from serbench import hookimpl
-from serbench.backbones.base import Backbone, resolve_source
+from serbench.backbones.base import Backbone
 from serbench.spec import StrictModel
 
 HPARAMS = "hyperparams.yaml"
@@ -58,20 +58,18 @@ class SpeechBrainWav2Vec2Backbone(Backbone):
     library = "speechbrain"
     model_files = ((HPARAMS,),)
 
-    def __init__(self, source=None, options=None):
-        super().__init__(source, options)
-        self._pretrained = None
+    def load_pretrained(self, resolved: str):
+        from serbench.backbones.speechbrain_wav2vec2_model import load_checkpoint
+
+        return load_checkpoint(resolved, self.options.savedir)
 
     def build(self, num_classes: int):
         import copy
 
-        from serbench.backbones.speechbrain_wav2vec2_model import SpeechBrainWav2Vec2SER, load_checkpoint
+        from serbench.backbones.speechbrain_wav2vec2_model import SpeechBrainWav2Vec2SER
 
-        if self._pretrained is None:
-            self.check_source()  # a clear message for a missing folder or an offline hub id
-            self._pretrained = load_checkpoint(resolve_source(self.source), self.options.savedir)
         return SpeechBrainWav2Vec2SER(
-            copy.deepcopy(self._pretrained), num_classes, self.options.freeze_feature_extractor
+            copy.deepcopy(self.pretrained()), num_classes, self.options.freeze_feature_extractor
         )
 
     def hub_cached(self, hub_id: str) -> bool:

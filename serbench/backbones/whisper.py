@@ -53,24 +53,22 @@ class WhisperBackbone(Backbone):
     # What WhisperForAudioClassification / WhisperFeatureExtractor.from_pretrained read.
     model_files = (("config.json",), ("preprocessor_config.json",), ("*.safetensors", "*.bin"))
 
-    def __init__(self, source=None, options=None):
-        super().__init__(source, options)
-        self._pretrained = None
+    def load_pretrained(self, resolved: str):
+        import torch
+
+        from serbench.backbones.whisper_model import load_encoder
+
+        # Loading initialises a classifier we drop, from the global RNG: keep the RNG as
+        # it was, so the first model built after torch.manual_seed equals the later ones.
+        with torch.random.fork_rng(devices=[]):
+            return load_encoder(resolved)
 
     def build(self, num_classes: int):
         import copy
 
-        from serbench.backbones.whisper_model import WhisperSER, load_encoder
+        from serbench.backbones.whisper_model import WhisperSER
 
-        if self._pretrained is None:
-            self.check_source()  # a clear message for a missing folder or an offline hub id
-            import torch
-
-            # Loading initialises a classifier we drop, from the global RNG: keep the RNG as
-            # it was, so the first model built after torch.manual_seed equals the later ones.
-            with torch.random.fork_rng(devices=[]):
-                self._pretrained = load_encoder(resolve_source(self.source))
-        encoder, feature_extractor = self._pretrained
+        encoder, feature_extractor = self.pretrained()
         return WhisperSER(
             copy.deepcopy(encoder),
             feature_extractor,
