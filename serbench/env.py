@@ -52,10 +52,15 @@ EXECUTOR = Variable(
 WORKER = Variable(
     "SERBENCH_WORKER", None, "set by the supervisor for its worker process: JSON saying how it is isolated",
 )
+LOCK_HELD = Variable(
+    "SERBENCH_LOCK_HELD", None,
+    "set by the supervisor for its worker and by --executor docker for its container: the driver that "
+    "started this process holds the job folder's lock, so this one takes none",
+)
 HF_OFFLINE = Variable("HF_HUB_OFFLINE", None, "Hugging Face's: 1 forbids hub downloads", to_containers=True)
 
 VARIABLES: tuple[Variable, ...] = (
-    DATA, MODELS, CACHE, CACHE_MB, PLUGINS, DISABLE_PLUGINS, DEBUG, EXECUTOR, WORKER, HF_OFFLINE,
+    DATA, MODELS, CACHE, CACHE_MB, PLUGINS, DISABLE_PLUGINS, DEBUG, EXECUTOR, WORKER, LOCK_HELD, HF_OFFLINE,
 )
 
 

@@ -9,6 +9,7 @@ class UserError(Exception):
     """Bad input: the message is shown as is, on one line, with exit code 2."""
 
     exit_code = 2
+    about_job = True  # the CLI prefixes the message with the job file it is about
 
 
 class SpecError(UserError):
@@ -29,3 +30,10 @@ class ModelError(UserError):
 
 class NetworkError(UserError):
     """A download that cannot reach its host or is refused by it."""
+
+
+class FolderInUse(UserError):
+    """A job folder another run holds the lock on: the message names the folder and its
+    holder, not the job file."""
+
+    about_job = False

@@ -19,11 +19,12 @@ def error(message: str) -> None:
 
 @contextmanager
 def about(job: Path) -> Iterator[None]:
-    """Prefix bad-input messages with the job file they are about."""
+    """Prefix bad-input messages with the job file they are about (unless they are about
+    something else, ``about_job`` false)."""
     try:
         yield
     except UserError as exc:
         message = str(exc)
-        if not message.startswith(str(job)):
+        if exc.about_job and not message.startswith(str(job)):
             message = f"{job}: {message}"
         raise type(exc)(message) from None

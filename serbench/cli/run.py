@@ -5,7 +5,8 @@ Runs the job here, in a supervised worker (``--isolate``, or whenever a cgroup m
 limit is set), or in a container (``--executor docker``); see
 :mod:`serbench.execution.supervisor`. Results go to ``DIR/<job name>/``; earlier results
 of the same job are refused unless ``--force`` (replace) or ``--resume`` (continue from
-``trials.jsonl``). Exits 0 when the study completed, 1 when some fold had no finished
+``trials.jsonl``), and a folder another run is writing is refused whatever the flags
+(:mod:`serbench.results.lock`). Exits 0 when the study completed, 1 when some fold had no finished
 trial (one line on stderr), 2 on bad input before any output, 130 on Ctrl-C or SIGTERM
 (SIGTERM stops a run like Ctrl-C; finished trials stay in ``trials.jsonl``).
 """

@@ -11,7 +11,10 @@ The container runs the image's ``serbench`` (the project's Dockerfile) with:
   when set, with the matching environment variables;
 - the caller's uid and gid, so the results belong to the caller.
 
-Inside, ``serbench run`` sees a cgroup memory limit and supervises itself
+This process locks the job folder ``<out>/<job>/`` before the container starts and holds
+the lock until the container is gone (:mod:`serbench.results.lock`: a folder in use is
+refused at once, exit 2); ``$SERBENCH_LOCK_HELD`` tells the container's ``serbench run``
+not to take it. Inside, ``serbench run`` sees a cgroup memory limit and supervises itself
 (:mod:`serbench.execution.supervisor`): a trial killed by the OOM killer is journalled as failed
 (``oom``) and the study goes on. Logs stream to this terminal; the exit code is the
 container's (0, 1, 2 or 130; anything else is reported on one line and returns 1).
@@ -33,6 +36,7 @@ from typing import Any, Mapping
 from serbench.errors import UserError
 from serbench.execution.limits import GIB
 from serbench.execution.worker import run_arguments
+from serbench.results.lock import FolderLock
 from serbench.spec import JobSpec
 from serbench import env
 
@@ -81,7 +85,10 @@ def container_run_kwargs(
     command = run_arguments(container_job, CONTAINER_OUT, None, again)  # the data root is mounted at /data
     environment = {k: v for k, v in (environ or {}).items() if k in PASSTHROUGH}
     environment.update(
-        {env.DATA.name: CONTAINER_DATA, env.EXECUTOR.name: "docker", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+        {
+            env.DATA.name: CONTAINER_DATA, env.EXECUTOR.name: "docker", env.LOCK_HELD.name: "1",  # run_in_docker holds it
+            "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
+        }
     )
     volumes = {
         str(job): {"bind": container_job, "mode": "ro"},
@@ -116,7 +123,7 @@ def run_in_docker(spec: JobSpec, job: Path, out: Path, data_root: Path | None, i
     """Run the job in a container (see the module docstring); return its exit code."""
     try:
         import docker
-        from docker import errors
+        import docker.errors
     except ImportError:
         raise UserError("--executor docker needs the Docker SDK for Python: pip install 'serbench[docker]'") from None
     from serbench.data.base import default_data_home
@@ -128,6 +135,16 @@ def run_in_docker(spec: JobSpec, job: Path, out: Path, data_root: Path | None, i
     cache = _folder_from_env(env.CACHE.name, create=True)
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out / spec.name):  # until the container is gone; FolderInUse: exit 2 before Docker is asked
+        return _run_container(docker, spec, job, out, data, models, cache, image, again)
+
+
+def _run_container(
+    docker, spec: JobSpec, job: Path, out: Path, data: Path, models: Path | None, cache: Path | None, image: str,
+    again: str | None,
+) -> int:
+    """Start the container, follow it, return its exit code (the caller holds the folder's lock)."""
+    errors = docker.errors
     kwargs = container_run_kwargs(
         spec, job.expanduser().resolve(), out, data, image, models=models, cache=cache, again=again,
         user=f"{os.getuid()}:{os.getgid()}", environ=os.environ,

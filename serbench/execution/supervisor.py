@@ -5,6 +5,9 @@ memory limit kills a trial.
 force (in a container), so a kernel OOM kill takes the worker, never the study. The
 supervisor imports no torch and holds no data; it:
 
+0. locks the job folder for the whole run, across worker restarts
+   (:mod:`serbench.results.lock`; a folder in use is refused at once, exit 2), and tells
+   the worker through ``$SERBENCH_LOCK_HELD`` that it need not (and could not) lock it;
 1. starts the worker: ``python -m serbench.cli run JOB ...`` with ``$SERBENCH_WORKER``
    saying how it is isolated, in its own process group, under the
    :class:`~serbench.execution.isolate.Isolation`'s CPUs and cgroups;
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from serbench.results.inflight import journal_lost_trial
+from serbench.results.lock import FolderLock
 from serbench.execution.isolate import Isolation, tree_rss_bytes
 from serbench.execution.limits import GIB
 from serbench.execution.worker import worker_command
@@ -65,12 +69,15 @@ class Supervisor:
         self.env[env.WORKER.name] = json.dumps(
             {"executor": executor, "isolation": isolation.mechanism, "rss_guard_bytes": isolation.rss_guard_bytes}
         )
+        self.lock = FolderLock(out_dir)  # a no-op when whoever started us holds it (a docker host)
+        self.env[env.LOCK_HELD.name] = "1"
         self.worker: subprocess.Popen | None = None
         self.interrupted: int | None = None
 
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._forward) for sig in FORWARDED}
         try:
+            self.lock.acquire()  # FolderInUse: exit 2, before any worker starts
             again = self.again
             while True:
                 code = self._run_worker(again)
@@ -81,6 +88,7 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.isolation.close()
+            self.lock.release()  # the worker and its group are gone by now
 
     def _forward(self, signum: int, frame) -> None:
         self.interrupted = signum

@@ -15,10 +15,10 @@ class TrialJournal:
     crash loses at most the trial in flight."""
 
     def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path  # nothing is created before the first write (the folder's lock comes first)
 
     def append(self, record: TrialRecord) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(record.model_dump_json() + "\n")
             handle.flush()

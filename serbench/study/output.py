@@ -1,9 +1,11 @@
 """The study's folder, ``<out>/<job>/``: ``study.json`` (the fingerprint of the spec the
 journal belongs to), ``trials.jsonl`` (the journal), ``inflight.json`` (the trial
-running now, :mod:`serbench.results.inflight`) and, at the end, ``result.json``.
+running now, :mod:`serbench.results.inflight`), at the end ``result.json``, and, while
+a run drives it, ``run.lock`` (:mod:`serbench.results.lock`).
 
 A folder holds one study: a fresh one, or (``--resume``) the journal of the same spec,
-never a mix.
+never a mix; and one run writes it at a time: :meth:`StudyOutput.check` takes the
+folder's lock before it reads anything there, :meth:`StudyOutput.close` releases it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from serbench import atomic
 from serbench.errors import UserError
 from serbench.results.inflight import INFLIGHT_FILE, InflightMarker
 from serbench.results.journal import TrialJournal
+from serbench.results.lock import FolderLock
 from serbench.results.schema import Result, TrialRecord
 from serbench.spec import JobSpec
 
@@ -35,7 +38,7 @@ def now() -> str:
 
 
 class StudyOutput:
-    """One study's folder (created, empty, with the journal object)."""
+    """One study's folder (created, empty, with the journal object) and its lock."""
 
     def __init__(self, out_dir: Path, spec: JobSpec):
         self.dir = out_dir
@@ -44,11 +47,27 @@ class StudyOutput:
         self.inflight = InflightMarker(out_dir / INFLIGHT_FILE)
         self.study_file = out_dir / STUDY_FILE
         self.result_file = out_dir / RESULT_FILE
+        self.lock = FolderLock(out_dir)
 
     def check(self, force: bool, resume: bool) -> list[TrialRecord]:
-        """A fresh folder, or (``resume``) the journal of the same spec; never a mix.
-        Returns the journalled trials to resume from (none unless ``resume``); writes
-        nothing."""
+        """Lock the folder (:class:`~serbench.errors.FolderInUse` when another run holds
+        it, whatever ``force`` says; nothing when the driver that started this process
+        holds it), then: a fresh folder, or (``resume``) the journal of the same spec;
+        never a mix. Returns the journalled trials to resume from (none unless
+        ``resume``); writes nothing but the lock file (released on a refusal)."""
+        self.lock.acquire()
+        try:
+            return self._check(force, resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the folder's lock (removing the lock file); safe to call again."""
+        self.lock.release()
+
+    def _check(self, force: bool, resume: bool) -> list[TrialRecord]:
+        # the lock file is not an earlier study: a killed run leaves it behind, unlocked
         existing = [p for p in (self.journal.path, self.result_file, self.study_file) if p.exists()]
         if resume:
             if not self.study_file.exists():

@@ -2,9 +2,9 @@
 
 1. resolve the job's engine, dataset adapter and backbone from the plugin registry
    (:mod:`.resolve`);
-2. check the output folder (:mod:`.output`), then load everything the trials need: the
-   backbone, the corpus (relabelled, subset) cut into the protocol's folds, the transfer
-   targets (:mod:`.inputs`);
+2. lock and check the output folder (:mod:`.output`), then load everything the trials
+   need: the backbone, the corpus (relabelled, subset) cut into the protocol's folds, the
+   transfer targets (:mod:`.inputs`);
 3. in each fold (:mod:`.fold_loop`), a search (:mod:`.search`): the engine asks, serbench
    fine-tunes on ``train`` and scores BCA on ``val`` (:mod:`.trial`), the engine is told,
    the trial is journalled;
@@ -57,7 +57,8 @@ class Prepared:
 
 class Study:
     """Runs one job. ``out_dir`` receives ``study.json``, ``trials.jsonl`` and
-    ``result.json``."""
+    ``result.json``; from :meth:`prepare` to the end of :meth:`run` this process holds its
+    lock (:mod:`serbench.results.lock`), so no other run writes there meanwhile."""
 
     def __init__(
         self,
@@ -81,10 +82,14 @@ class Study:
         """Everything a bad spec, corpus or model source can make fail, before any trial:
         output folder, threads, corpora, folds, audio, backbone."""
         started_at, wall_start = now(), time.perf_counter()
-        done = self.output.check(force, resume)
-        inputs = load_inputs(self.spec, self.plugins, self.registry, self.data_home, self.out_dir, self.events.step)
-        make_engine(self.spec, self.plugins)  # the engine may reject the space or its options
-        self.output.start(resume, done)
+        done = self.output.check(force, resume)  # locks the folder until run() ends
+        try:
+            inputs = load_inputs(self.spec, self.plugins, self.registry, self.data_home, self.out_dir, self.events.step)
+            make_engine(self.spec, self.plugins)  # the engine may reject the space or its options
+            self.output.start(resume, done)
+        except BaseException:
+            self.close()
+            raise
         self.prepared = Prepared(started_at, wall_start, done, inputs)
         data = inputs.data
         sizes = data.folds[0].split.sizes()
@@ -97,11 +102,21 @@ class Study:
         return self.prepared
 
     def run(self, force: bool = False, resume: bool = False) -> Result:
-        """Prepare (unless done), search and score every fold, write ``result.json``."""
+        """Prepare (unless done), search and score every fold, write ``result.json``;
+        the folder's lock is released however this ends."""
         prepared = self.prepared if self.prepared is not None else self.prepare(force, resume)
-        runs = FoldLoop(self.spec, self.plugins, prepared.inputs, self.output, self.events).run(prepared.done)
-        result = study_result(
-            self.spec, self.plugins, prepared.inputs, runs, len(prepared.done), prepared.started_at, prepared.wall_start
-        )
-        self.output.write_result(result)
+        try:
+            runs = FoldLoop(self.spec, self.plugins, prepared.inputs, self.output, self.events).run(prepared.done)
+            result = study_result(
+                self.spec, self.plugins, prepared.inputs, runs, len(prepared.done), prepared.started_at,
+                prepared.wall_start,
+            )
+            self.output.write_result(result)
+        finally:
+            self.close()
         return result
+
+    def close(self) -> None:
+        """Release the output folder's lock, which :meth:`prepare` took (for a study
+        prepared and never run; :meth:`run` releases it itself)."""
+        self.output.close()

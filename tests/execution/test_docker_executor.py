@@ -37,6 +37,7 @@ def test_container_arguments_carry_the_job_limits_and_mounts(tmp_path):
     env = kwargs["environment"]
     assert env["SERBENCH_DATA"] == "/data" and env["SERBENCH_MODELS"] == "/models"
     assert env["SERBENCH_EXECUTOR"] == "docker" and env["HF_HUB_OFFLINE"] == "1" and env["SERBENCH_DEBUG"] == "1"
+    assert env["SERBENCH_LOCK_HELD"] == "1"  # the host's serbench holds the job folder's lock
     assert "PATH" not in env
     assert kwargs["user"] == "1000:1000" and kwargs["detach"] is True
 
