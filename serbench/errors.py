@@ -17,7 +17,7 @@ class SpecError(UserError):
 
 
 class PluginError(UserError):
-    """An unknown or conflicting plugin name."""
+    """An unknown or conflicting plugin name, or a plugin that breaks its contract."""
 
 
 class DataError(UserError):

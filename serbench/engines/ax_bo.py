@@ -21,14 +21,27 @@ Trials: serbench's trial numbers map to Ax trial indices. A failure (or a score 
 not a finite number) is ``mark_trial_failed``; a score is ``complete_trial`` with
 ``{"bca": value}``.
 
+Pending trials: each ``ask`` is ``get_next_trials(max_trials=1)``, and the trials asked
+and not yet told are ``RUNNING`` Ax trials, which Ax passes to its generator as pending
+observations: the GP models them (fantasies) and the Sobol sequence moves past them.
+Tells may come in any order. Once all ``initial_trials`` Sobol trials have been asked,
+Ax needs data before its GP can take over: it raises ``DataRequiredError`` until
+``max(1, initial_trials // 2)`` of them have scores (Ax's default; a failed one is
+replaced by another Sobol trial), and ``ask`` then raises ``NotReady`` (nothing is
+generated), so the loop tells it a result and asks again. With one trial at a time that
+never happens: each Sobol trial is told before the next ask.
+
 Resuming: ``replay`` regenerates the trial (Sobol, or a GP fit: a few seconds each)
 and, when Ax proposes the journalled configuration -- as it does on the same seed,
 scores and Ax version -- completes it: replay is then exact. Otherwise the regenerated
 trial is abandoned and the journalled one attached (``attach_trial``), and later
 suggestions may differ from the uninterrupted run. ``state_dict`` is the list of trials
-(configuration and outcome) and ``load_state_dict`` replays it. (Ax's own JSON snapshot
-is not used: a restored client fits its first GP from scratch where the running one
-warm-starts from its previous fit, so the GP's suggestions would drift.)
+(configuration and outcome, none while pending) and the order of the asks and tells
+(``events``); ``load_state_dict`` regenerates and tells them in that order, so a state
+saved with trials pending, told in any order, is restored as exactly as replay is (a
+state without ``events`` is replayed in trial order). (Ax's own JSON snapshot is not
+used: a restored client fits its first GP from scratch where the running one warm-starts
+from its previous fit, so the GP's suggestions would drift.)
 """
 
 from __future__ import annotations
@@ -40,7 +53,7 @@ from typing import Any
 from pydantic import Field
 
 from serbench import hookimpl
-from serbench.engines.base import Engine, Outcome
+from serbench.engines.base import Engine, NotReady, Outcome
 from serbench.errors import SpecError
 from serbench.spec import ChoiceParam, FloatParam, StrictModel
 from serbench.engines.helpers import (
@@ -66,6 +79,7 @@ class AxEngine(Engine):
     name = "ax"
     library = "ax-platform"
     Options = AxOptions
+    supports_pending = True
 
     def __init__(self, space, seed, options=None):
         super().__init__(space, seed, options)
@@ -80,19 +94,29 @@ class AxEngine(Engine):
         self._index: dict[int, int] = {}  # serbench trial number -> Ax trial index
         self._pending: dict[int, dict[str, Any]] = {}
         self._history: dict[int, tuple[dict[str, Any], Outcome | None]] = {}
+        self._events: list[tuple[str, int]] = []  # ("ask" | "tell", number), in order
 
     # -- the engine contract -----------------------------------------------------------
 
     def ask(self, number: int) -> dict[str, Any]:
         if number in self._pending:
             return dict(self._pending[number])
+        from ax.exceptions.core import DataRequiredError
+
         client = self._get_client()
-        with _quiet():
-            ((index, raw),) = client.get_next_trials(max_trials=1).items()
+        try:
+            with _quiet():
+                trials = client.get_next_trials(max_trials=1)
+        except DataRequiredError as exc:
+            raise NotReady(f"engine ax: trial {number} needs a told trial first ({exc})") from None
+        if not trials:
+            raise NotReady(f"engine ax: Ax generated no trial for trial {number}; tell it a result first")
+        ((index, raw),) = trials.items()
         params = self._decode(raw)
         self._index[number] = index
         self._pending[number] = params
         self._history[number] = (params, None)
+        self._events.append(("ask", number))
         return dict(params)
 
     def tell(self, number: int, outcome: Outcome) -> None:
@@ -107,21 +131,30 @@ class AxEngine(Engine):
             else:
                 self._get_client().complete_trial(index, raw_data={OBJECTIVE: value})
         self._history[number] = (self._pending.pop(number), outcome)
+        self._events.append(("tell", number))
 
     def replay(self, number: int, params: dict[str, Any], outcome: Outcome) -> None:
         self._regenerate(number, params)
         self.tell(number, outcome)
 
     def state_dict(self) -> dict[str, Any]:
-        return history_state(self._history)
+        return {**history_state(self._history), "events": [[kind, number] for kind, number in self._events]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._client, self._index, self._pending, self._history = None, {}, {}, {}
-        for number, params, outcome in history_entries(state):
-            if outcome is None:
+        self._client, self._index, self._pending, self._history, self._events = None, {}, {}, {}, []
+        trials = {number: (params, outcome) for number, params, outcome in history_entries(state)}
+        if "events" in state:
+            events = [(str(kind), int(number)) for kind, number in state["events"]]
+        else:  # a state without them: each trial asked, then told if it was
+            events = []
+            for number, (_, outcome) in sorted(trials.items()):
+                events += [("ask", number)] if outcome is None else [("ask", number), ("tell", number)]
+        for kind, number in events:
+            params, outcome = trials[number]
+            if kind == "ask":
                 self._regenerate(number, params)
             else:
-                self.replay(number, params, outcome)
+                self.tell(number, outcome)
 
     def summary(self):
         """Ax's ``Client.summarize()`` (a pandas DataFrame: one row per Ax trial, with

@@ -13,7 +13,9 @@ study stops its search there, with ``stopped_by: exhausted``, and goes on to the
 model; the grid never wraps around to repeat configurations.
 
 The engine keeps no state: a trial's configuration depends only on its number, so
-replay and ``state_dict`` are trivial and exact.
+replay and ``state_dict`` are trivial and exact. With trials pending, the next trial is
+the next unvisited point of the grid (no two trials share a point), and tells may come
+in any order.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class GridSearch(Engine):
     name = "grid"
     library = "numpy"
     Options = GridOptions
+    supports_pending = True
 
     def __init__(self, space, seed, options=None):
         super().__init__(space, seed, options)

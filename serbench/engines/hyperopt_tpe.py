@@ -17,9 +17,18 @@ choice.
 Trials: the loss is ``-BCA``. A failure (or a score that is not a finite number) is a
 ``STATUS_FAIL`` result with no loss, which TPE counts among the worst trials.
 
+Pending trials: an asked trial is a ``JOB_STATE_RUNNING`` document without a loss until
+it is told, as ``fmin`` leaves the trials it has handed to workers. ``tpe.suggest``
+counts it as a trial (towards ``n_startup_jobs`` too) with an infinite loss, the worst,
+so TPE steers away from pending configurations; a random-start draw is seeded by its
+own trial number. Tells may come in any order: each finishes its own document. With one
+trial at a time there is never such a document when ``suggest`` runs.
+
 Resuming: ``replay`` inserts the journalled trial as a finished document, exactly as
 ``ask`` + ``tell`` would have: replay is exact. ``state_dict`` is the list of trials
-(configuration and outcome), restored by replaying them.
+(configuration and outcome, none for a pending trial), restored by inserting them in
+trial order: a suggestion depends on the set of documents, not on the order of the tells,
+so a state saved with trials pending is restored exactly.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ class HyperoptTPE(Engine):
     name = "hyperopt"
     library = "hyperopt"
     Options = HyperoptOptions
+    supports_pending = True
 
     def __init__(self, space, seed, options=None):
         super().__init__(space, seed, options)

@@ -18,13 +18,23 @@ random state a long-lived sampler would carry.
 Trials: a failure (or a score that is not a finite number) is told as
 ``TrialState.FAIL``; TPE leaves failed trials out of its model.
 
+Pending trials: each ``ask`` is its own ``study.ask()``, so the trials asked and not yet
+told are ``RUNNING`` trials of the study, told (``study.tell``) in any order. TPE is
+built with ``constant_liar=True`` (optuna's default since optuna 5, off before): it
+puts the running trials among the bad ones, steering away from pending configurations;
+the trial being sampled is left out (optuna 5) or has no parameters yet (optuna 4), so
+with one trial at a time TPE samples exactly as without the option. ``RandomSampler`` draws with the seed of
+each trial number.
+
 Resuming: ``replay`` adds the journalled trial with ``study.add_trial`` (its
 configuration and value, or ``FAIL``); since samplers carry no state between trials,
-replay is exact. ``state_dict`` is the list of trials, restored by replaying them.
+replay is exact. ``state_dict`` is the list of trials, restored by replaying them (a
+pending one is asked again with its configuration enqueued, and stays pending).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 from pydantic import Field
@@ -54,6 +64,7 @@ class OptunaEngine(Engine):
     name = "optuna"
     library = "optuna"
     Options = OptunaOptions
+    supports_pending = True
 
     def __init__(self, space, seed, options=None):
         super().__init__(space, seed, options)
@@ -137,7 +148,9 @@ class OptunaEngine(Engine):
         seed = trial_seed(self.seed, number)
         if self.options.sampler == "random":
             return RandomSampler(seed=seed)
-        return TPESampler(seed=seed, n_startup_trials=self.options.n_startup_trials)
+        with warnings.catch_warnings():  # optuna 4 calls constant_liar experimental
+            warnings.filterwarnings("ignore", message=".*constant_liar.*")
+            return TPESampler(seed=seed, n_startup_trials=self.options.n_startup_trials, constant_liar=True)
 
     def _distributions(self) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution

@@ -2,7 +2,10 @@
 
 Trial ``n`` draws from a generator seeded with ``(seed, n)``, so a trial's configuration
 depends only on the job seed and its number: reruns and resumed studies ask for exactly
-the same configurations, and the engine has no state to save.
+the same configurations, and the engine has no state to save. Pending trials change
+nothing: each is its own draw, so any number may be pending and told in any order (on a
+space with a float range two draws are practically never equal; on a small discrete
+space they may be, pending or not).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from serbench.spec import ChoiceParam, FloatParam, IntParam
 class RandomSearch(Engine):
     name = "random"
     library = "numpy"
+    supports_pending = True
 
     def ask(self, number: int) -> dict[str, Any]:
         import numpy as np

@@ -10,6 +10,12 @@ search goes on from the next trial number. The clock continues from the last jou
 trial, so times to thresholds stay comparable (time lost in a trial cut short is not
 counted).
 
+Pending trials: this loop runs one trial at a time (ask, run, tell), so nothing is
+pending when it asks. An engine may raise ``NotReady`` ("tell me a result first") only
+while trials are pending: a loop running several would tell it the next one to finish
+and ask again. Here it can only be a broken engine, and the study stops with a
+``PluginError`` saying so (every finished trial is already in the journal).
+
 In flight: with an ``inflight`` marker (:mod:`serbench.results.inflight`), each trial is marked
 before it runs and unmarked once it is journalled (or the study stops), so a marker left
 behind names the trial a dead process was running.
@@ -20,8 +26,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from serbench.engines.base import Engine, Outcome, SearchExhausted
-from serbench.errors import UserError
+from serbench.engines.base import Engine, NotReady, Outcome, SearchExhausted
+from serbench.errors import PluginError, UserError
 from serbench.results.inflight import InflightMarker
 from serbench.results.schema import TrialRecord
 from serbench.results.journal import TrialJournal
@@ -66,6 +72,12 @@ class FoldSearch:
                 params = self.engine.ask(number)
             except SearchExhausted:
                 return trials, "exhausted"
+            except NotReady as exc:  # nothing is pending here: the engine breaks its contract
+                detail = " ".join(str(exc).split())
+                raise PluginError(
+                    f"engine {self.engine.name!r} raised NotReady for trial {number} with no trial pending "
+                    f"(an engine may ask to be told a result first only while trials are in flight): {detail}"
+                ) from None
             began = time.perf_counter()
             if self.inflight is not None:
                 self.inflight.start(self.fold, number, params, offset + began - start)

@@ -40,6 +40,12 @@ The clauses:
   must accept the replay and keep asking valid configurations).
 - ``check_budget``: ``run_synthetic(engine, budget)`` asks exactly ``budget`` times, and an
   engine needs no more than that (a budget of 1 works).
+- ``check_pending_asks``: with 1, 2 and 8 trials pending (asked, not yet told; only 1
+  unless the class sets ``supports_pending``), every configuration is valid and differs
+  from the pending ones, ``NotReady`` comes only while a trial is pending, tells in a
+  shuffled order are accepted and the engine goes on; the same seed asks the same, a
+  state saved with trials pending restores them, and with one trial at a time the run
+  is exactly ``run_synthetic``'s.
 
 Every check takes ``(engine_cls, options=None, space=None, *, samples=48, trials=12)``.
 Engines whose model-based phase starts after a random start (TPE, BO) are worth
@@ -54,13 +60,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from serbench.engines.base import Engine, Outcome, SearchSpace
+from serbench.engines.base import Engine, NotReady, Outcome, SearchExhausted, SearchSpace
 from serbench.spec import ChoiceParam, FloatParam, IntParam
 
 KIT_SPACE: dict[str, FloatParam | IntParam | ChoiceParam] = {
@@ -74,6 +81,7 @@ KIT_SPACE: dict[str, FloatParam | IntParam | ChoiceParam] = {
 
 SAMPLES = 48  # configurations drawn by the statistical checks
 TRIALS = 12  # trials of the sequence checks
+PENDING = (1, 2, 8)  # trials in flight at once in check_pending_asks
 
 
 class ContractError(AssertionError):
@@ -294,6 +302,66 @@ def check_budget(engine_cls, options=None, space=None, *, samples=SAMPLES, trial
             raise ContractError(engine_cls, clause, f"a budget of {budget} asked {engine.asked} and told {engine.told}")
 
 
+def check_pending_asks(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """For k in ``PENDING`` (1, 2, 8; only 1 unless the class sets ``supports_pending``):
+    ``trials // 2`` trials one at a time, then a batch of k trials asked before any is
+    told, then those told in a shuffled order (trial ``trials // 2 + 1``, the batch's
+    second, fails), then 2 more trials one at a time.
+
+    While the batch is asked, ``NotReady`` is honoured as a loop would: one pending trial
+    is told (in a shuffled order) and the same number asked again; with nothing pending
+    it breaks the clause. ``SearchExhausted`` ends the batch. Every configuration is
+    valid; where the space has a float range (room for any number of configurations) it
+    differs from every pending one. A second engine with the same seed asks the same
+    configurations. With k = 1 (ask, tell, ask, tell) they are exactly ``run_synthetic``'s:
+    pending-aware code must change nothing with one trial at a time.
+
+    If the class sets ``supports_pending``, asking a pending number again returns its
+    configuration, and ``state_dict()`` is also taken with the batch pending and goes
+    through JSON into a fresh engine, which returns each pending configuration, accepts
+    the same tells and asks what the original asks next."""
+    clause = "pending asks"
+    space = dict(space or KIT_SPACE)
+    start = trials // 2
+    room = any(isinstance(param, FloatParam) for param in space.values())
+    for k in PENDING if engine_cls.supports_pending else PENDING[:1]:
+        with _clause(engine_cls, clause):
+            engine = make_engine(engine_cls, options, space, seed=9)
+            run = _PendingRun(engine_cls, clause, engine, start, k, room)
+            run.ask_batch()
+            state = engine.state_dict() if engine_cls.supports_pending else None
+            tell_order = run.shuffled()
+            run.tell_all(tell_order)
+            run.continue_for(2)
+            again = _PendingRun(engine_cls, clause, make_engine(engine_cls, options, space, seed=9), start, k, room)
+            again.ask_batch()
+            again.tell_all(again.shuffled())
+            again.continue_for(2)
+        _same_sequence(engine_cls, clause, 0, run.asked, again.asked, f"another engine seeded 9 (k = {k})")
+        if k == 1:
+            with _clause(engine_cls, clause):
+                one_at_a_time = run_synthetic(make_engine(engine_cls, options, space, seed=9), len(run.asked), fail={start + 1})
+            reference = "run_synthetic (one trial at a time must ask what it always asked)"
+            _same_sequence(engine_cls, clause, 0, _configs(one_at_a_time), run.asked, reference)
+        if state is None:
+            continue
+        try:
+            state = json.loads(json.dumps(state))
+        except (TypeError, ValueError) as exc:
+            raise ContractError(engine_cls, clause, f"state_dict() with {k} pending is not JSON-serialisable: {exc}") from None
+        with _clause(engine_cls, clause):
+            restored = make_engine(engine_cls, options, space, seed=9)
+            restored.load_state_dict(state)
+            twin = _PendingRun(engine_cls, clause, restored, start, k, room)
+            twin.asked, twin.batch_end = list(run.asked[: run.batch_end]), run.batch_end
+            twin.pending = dict(run.pending_at_state)
+            twin.reask_pending(" after load_state_dict")
+            twin.tell_all(tell_order)
+            twin.continue_for(2)
+        reference = f"the engine that saved its state with {len(run.pending_at_state)} pending"
+        _same_sequence(engine_cls, clause, 0, run.asked, twin.asked, reference)
+
+
 CONTRACT_CHECKS = (
     check_declaration,
     check_bounds_and_types,
@@ -303,6 +371,7 @@ CONTRACT_CHECKS = (
     check_state_roundtrip,
     check_replay,
     check_budget,
+    check_pending_asks,
 )
 
 
@@ -383,6 +452,92 @@ def _same_sequence(engine_cls, clause: str, start: int, expected: list, got: lis
             raise ContractError(
                 engine_cls, clause, f"trial {start + offset}: asked for {b!r}, but {reference} asked for {a!r}"
             )
+
+
+class _PendingRun:
+    """Drives one engine through ``check_pending_asks``: trials ``0 .. start - 1`` one at a
+    time, then a batch of ``k`` asked before any is told, then tells and later trials.
+    ``asked`` is every configuration in trial order; ``pending`` the trials asked and not
+    yet told; outcomes are ``synthetic_objective``'s, and trial ``start + 1`` fails."""
+
+    def __init__(self, engine_cls, clause: str, engine: Engine, start: int, k: int, room: bool):
+        self.engine_cls, self.clause, self.engine = engine_cls, clause, engine
+        self.start, self.k, self.room = start, k, room
+        self.asked: list[dict[str, Any]] = []
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.rng = random.Random(k)
+        self.batch_end = start
+        self.pending_at_state: dict[int, dict[str, Any]] = {}
+
+    def outcome(self, number: int, params: dict[str, Any]) -> Outcome:
+        if number == self.start + 1:
+            return Outcome.failed("synthetic failure")
+        return Outcome.ok(synthetic_objective(self.engine.space, params))
+
+    def tell(self, number: int) -> None:
+        self.engine.tell(number, self.outcome(number, self.pending.pop(number)))
+
+    def broken(self, detail: str) -> ContractError:
+        return ContractError(self.engine_cls, self.clause, f"{self.k} at a time: {detail}")
+
+    def ask_batch(self) -> None:
+        for number in range(self.start):
+            self.asked.append(self.ask(number))
+            self.tell(number)
+        number = self.start
+        while number < self.start + self.k:
+            try:
+                params = self.ask(number)
+            except SearchExhausted:
+                break
+            except NotReady:  # (with a trial pending: self.ask checks that)
+                first = self.rng.choice(sorted(self.pending))
+                self.tell(first)
+                continue
+            self.asked.append(params)
+            number += 1
+        self.batch_end = number
+        self.pending_at_state = dict(self.pending)
+        if self.engine_cls.supports_pending:
+            self.reask_pending("")
+
+    def ask(self, number: int) -> dict[str, Any]:
+        try:
+            params = self.engine.ask(number)
+        except NotReady as exc:
+            if not self.pending:
+                raise self.broken(f"ask({number}) raised NotReady with no trial pending: {exc}") from None
+            raise
+        _check_config(self.engine_cls, self.clause, self.engine.space, number, params)
+        if self.room:
+            for other, pending in self.pending.items():
+                if params == pending:
+                    raise self.broken(f"trial {number} asked for {params!r}, the configuration of pending trial {other}")
+        self.pending[number] = params
+        return params
+
+    def reask_pending(self, where: str) -> None:
+        for number, params in sorted(self.pending.items()):
+            again = self.engine.ask(number)
+            if again != params:
+                raise self.broken(f"asking pending trial {number} again{where} gave {again!r}, not {params!r}")
+
+    def shuffled(self) -> list[int]:
+        order = sorted(self.pending)
+        self.rng.shuffle(order)
+        return order
+
+    def tell_all(self, order: list[int]) -> None:
+        for number in order:
+            self.tell(number)
+
+    def continue_for(self, count: int) -> None:
+        for number in range(self.batch_end, self.batch_end + count):
+            try:
+                self.asked.append(self.ask(number))
+            except SearchExhausted:
+                return
+            self.tell(number)
 
 
 class _Counting(Engine):

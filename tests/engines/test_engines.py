@@ -13,14 +13,16 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from serbench.engines.base import Outcome, SearchExhausted
+from serbench.engines.base import NotReady, Outcome, SearchExhausted
 from serbench.errors import SpecError
 from serbench.spec import ChoiceParam, FloatParam, IntParam, plugin_options
 from serbench.testing.engines import (
     CONTRACT_CHECKS,
+    TRIALS,
     ContractError,
     check_deterministic,
     check_engine,
+    check_pending_asks,
     check_replay,
     engine_contract_test,
     make_engine,
@@ -160,6 +162,118 @@ def test_kit_checks_replay_where_the_engine_declares_it_exact():
     check_replay(Honest, {"n_startup_trials": 2})
 
 
+def test_kit_checks_asks_with_trials_pending():
+    """With trials pending: an engine that suggests from its told trials alone repeats
+    a pending configuration, one that wants tells in order rejects a shuffled tell, one
+    that raises NotReady with nothing pending breaks its contract, and one that draws
+    again when a pending trial is asked again changes what it asks one trial at a time;
+    all break 'pending asks'.
+    An engine that raises NotReady while two trials are pending is told one and goes
+    on; and an engine that does not declare supports_pending is checked one at a time."""
+    random_cls = engine_class("random")
+
+    class FromToldTrials(random_cls):
+        name = "from-told-trials"
+        supports_pending = True
+
+        def __init__(self, space, seed, options=None):
+            super().__init__(space, seed, options)
+            self.told = 0
+
+        def ask(self, number):
+            return super().ask(self.told)
+
+        def tell(self, number, outcome):
+            self.told += 1
+
+        def state_dict(self):
+            return {"told": self.told}
+
+        def load_state_dict(self, state):
+            self.told = state["told"]
+
+    class InOrder(random_cls):
+        name = "in-order"
+        supports_pending = True
+        next_tell = 0
+
+        def tell(self, number, outcome):
+            assert number == self.next_tell, f"told {number} before {self.next_tell}"
+            self.next_tell += 1
+
+    class NeverReady(random_cls):
+        name = "never-ready"
+        supports_pending = True
+
+        def ask(self, number):
+            if number == 3:
+                raise NotReady("tell me something")
+            return super().ask(number)
+
+    class Wasteful(random_cls):  # asking a pending trial again returns it, but draws
+        name = "wasteful"
+        supports_pending = True
+
+        def __init__(self, space, seed, options=None):
+            super().__init__(space, seed, options)
+            self.draws, self.pending = 0, {}
+
+        def ask(self, number):
+            self.draws += 1
+            return self.pending.setdefault(number, super().ask(self.draws))
+
+        def tell(self, number, outcome):
+            del self.pending[number]
+
+    class TwoAtATime(random_cls):
+        name = "two-at-a-time"
+        supports_pending = True
+
+        def __init__(self, space, seed, options=None):
+            super().__init__(space, seed, options)
+            self.pending = set()
+
+        def ask(self, number):
+            if number not in self.pending and len(self.pending) >= 2:
+                raise NotReady("two trials are running")
+            self.pending.add(number)
+            return super().ask(number)
+
+        def tell(self, number, outcome):
+            self.pending.remove(number)
+
+        def state_dict(self):
+            return {"pending": sorted(self.pending)}
+
+        def load_state_dict(self, state):
+            self.pending = set(state["pending"])
+
+    with pytest.raises(ContractError, match=r"'from-told-trials' breaks 'pending asks': 2 at a time: trial 7 asked "
+                                            r"for .*, the configuration of pending trial 6"):
+        check_pending_asks(FromToldTrials)
+    with pytest.raises(ContractError, match="'in-order' breaks 'pending asks': raised AssertionError: told"):
+        check_pending_asks(InOrder)
+    with pytest.raises(ContractError, match=r"'never-ready' breaks 'pending asks': 1 at a time: ask\(3\) raised "
+                                            r"NotReady with no trial pending"):
+        check_pending_asks(NeverReady)
+    with pytest.raises(ContractError, match="'wasteful' breaks 'pending asks': trial 7: .*run_synthetic"):
+        check_pending_asks(Wasteful)
+    check_pending_asks(TwoAtATime)
+
+    seen = []
+
+    class Sequential(random_cls):
+        name = "sequential"
+        supports_pending = False  # Engine's default: one trial in flight
+
+        def ask(self, number):
+            seen.append(number)
+            return super().ask(number)
+
+    check_pending_asks(Sequential)
+    assert max(seen) == TRIALS // 2 + 2  # 6 one at a time, 1 "batch", 2 more: trials 0..8
+
+
 # --- grid ----------------------------------------------------------------------------------
 
 
@@ -256,6 +370,35 @@ def test_ax_runs_sobol_then_the_gp_and_resumes_exactly():
     assert restored.ask(4) == next_config
 
 
+def test_ax_is_not_ready_past_its_sobol_start_and_models_pending_trials():
+    """``initial_trials: 2``, both asked and none told: Ax needs data before its GP, so
+    asking trial 2 raises NotReady and generates nothing; once one is told, the GP (node
+    ``MBM``) suggests trial 2 with trial 0 still pending. A state saved then restores
+    every pending trial, and after the same tells (not in trial order) the restored
+    engine asks what the original asks."""
+    ax_cls = engine_class("ax")
+    space = {"lr": PAPER_SPACE["lr"], "maxlen": PAPER_SPACE["maxlen"]}
+    engine = make_engine(ax_cls, {"initial_trials": 2}, space, seed=3)
+    asked = [engine.ask(0), engine.ask(1)]
+    with pytest.raises(NotReady, match="trial 2 needs a told trial first"):
+        engine.ask(2)
+    assert len(engine.summary()) == 2
+    engine.tell(1, Outcome.ok(0.6))
+    asked.append(engine.ask(2))
+    summary = engine.summary().set_index("number")
+    assert list(summary["generation_node"]) == ["Sobol", "Sobol", "MBM"]
+    assert list(summary["trial_status"]) == ["RUNNING", "COMPLETED", "RUNNING"]
+    assert asked[2] not in asked[:2]
+
+    restored = make_engine(ax_cls, {"initial_trials": 2}, space, seed=3)
+    restored.load_state_dict(json.loads(json.dumps(engine.state_dict())))
+    assert [restored.ask(0), restored.ask(2)] == [asked[0], asked[2]]  # trial 1 was told
+    for each in (engine, restored):
+        each.tell(2, Outcome.ok(0.7))
+        each.tell(0, Outcome.failed("oom"))
+    assert restored.ask(3) == engine.ask(3)
+
+
 def test_ax_options_reject_unknown_keys_and_a_zero_start():
     ax_cls = engine_class("ax")
     with pytest.raises(SpecError, match="engine.options.initial_trials"):
@@ -320,6 +463,31 @@ def test_failures_are_told_as_failures_and_low_scores_as_scores():
     ax = drive(make_engine(engine_class("ax"), None, PAPER_SPACE)).summary().set_index("number")
     assert list(ax["trial_status"]) == ["FAILED", "COMPLETED", "FAILED", "COMPLETED"]
     assert ax.loc[1, "bca"] == pytest.approx(1 / 7) and math.isnan(ax.loc[0, "bca"])
+
+
+def test_pending_trials_reach_the_tpe_libraries_as_running_trials():
+    """Three trials asked and none told are running trials to hyperopt (documents
+    without a loss, which TPE counts as the worst) and optuna (``RUNNING``, which TPE
+    built with ``constant_liar`` counts among the bad ones); tells in any order finish
+    them."""
+    from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING
+    from optuna.trial import TrialState
+
+    hyperopt = make_engine(engine_class("hyperopt"), {"n_startup_jobs": 2}, PAPER_SPACE)
+    optuna = make_engine(engine_class("optuna"), {"n_startup_trials": 2}, PAPER_SPACE)
+    assert optuna._sampler(0)._constant_liar is True
+    for engine in (hyperopt, optuna):
+        for number in range(3):
+            engine.ask(number)
+    docs = sorted(hyperopt.trials.trials, key=lambda doc: doc["tid"])
+    assert [doc["state"] for doc in docs] == [JOB_STATE_RUNNING] * 3 and all("loss" not in d["result"] for d in docs)
+    assert [t.state for t in optuna.study.trials] == [TrialState.RUNNING] * 3
+    for engine in (hyperopt, optuna):
+        engine.tell(2, Outcome.ok(0.3))
+        engine.tell(0, Outcome.ok(0.6))
+    docs = sorted(hyperopt.trials.trials, key=lambda doc: doc["tid"])
+    assert [doc["state"] for doc in docs] == [JOB_STATE_DONE, JOB_STATE_RUNNING, JOB_STATE_DONE]
+    assert [t.state for t in optuna.study.trials] == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.COMPLETE]
 
 
 @pytest.mark.parametrize("name", ["hyperopt", "optuna", "ax"])

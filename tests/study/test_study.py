@@ -6,11 +6,14 @@ import jsonschema
 import pytest
 
 from serbench import hookimpl
-from serbench.engines.base import Engine, Outcome
+from serbench.engines.base import Engine, NotReady, Outcome
+from serbench.errors import PluginError
 from serbench.plugin.registry import Registry, load_plugins
+from serbench.results.journal import TrialJournal
 from serbench.results.schema import result_schema
-from serbench.spec import parse_job
+from serbench.spec import Budget, FloatParam, parse_job
 from serbench.study.events import Stage, StudyEvents
+from serbench.study.search import FoldSearch
 from serbench.study.study import Study
 
 
@@ -212,3 +215,31 @@ def test_a_users_own_labelled_folders_run_as_a_corpus(job_dict, emodb_root, tmp_
     result = Study(parse_job(job_dict), tmp_path / "out").run()
     assert result.data.classes == ["ANGER", "NEUTRAL", "SADNESS"]
     assert result.data.utterances == 24 and result.test.n == 5
+
+
+class Impatient(Engine):
+    """Answers trial 0, then wants to be told something first although nothing is pending."""
+
+    name = "impatient-test-engine"
+    supports_pending = True
+
+    def ask(self, number):
+        if number > 0:
+            raise NotReady("tell me a result first")
+        return {"lr": 1e-3}
+
+    def tell(self, number, outcome: Outcome):
+        pass
+
+
+def test_not_ready_with_no_trial_pending_stops_the_search_with_a_plugin_error(tmp_path):
+    """One trial at a time, nothing is pending when the loop asks: an engine raising
+    NotReady then breaks its contract, and the study stops with a one-line PluginError
+    (exit 2) after journalling the trials that ran."""
+    space = {"lr": FloatParam(type="float", low=1e-4, high=1e-2, log=True)}
+    journal = TrialJournal(tmp_path / "trials.jsonl")
+    search = FoldSearch(0, Impatient(space, 0), Budget(trials=3), lambda n, p: {"status": "ok", "value": 0.5}, journal)
+    with pytest.raises(PluginError, match=r"engine 'impatient-test-engine' raised NotReady for trial 1 with no trial "
+                                          r"pending .*: tell me a result first$"):
+        search.run()
+    assert [record.number for record in journal.read()] == [0]

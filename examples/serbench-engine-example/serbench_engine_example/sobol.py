@@ -7,7 +7,8 @@ Quasi-random points fill the space more evenly than random ones, which helps wit
 budgets.
 
 The engine ignores outcomes and keeps no state: a trial's configuration depends only on
-the seed and its number, so resuming (``replay``) is exact and ``state_dict`` is empty.
+the seed and its number, so resuming (``replay``) is exact and ``state_dict`` is empty,
+and any number of trials may be pending (asked, not yet told), told in any order.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class SobolOptions(StrictModel):
 class SobolEngine(Engine):
     name = "sobol"  # what a job's engine.name says
     Options = SobolOptions
+    supports_pending = True  # trial n is point start + n, whatever else is in flight
 
     def ask(self, number: int) -> dict[str, Any]:
         from scipy.stats import qmc  # heavy imports inside methods: plugins load at every start-up
