@@ -257,10 +257,7 @@ def check_state_roundtrip(engine_cls, options=None, space=None, *, samples=SAMPL
         original = make_engine(engine_cls, options, space, seed=5)
         run_synthetic(original, cut, fail={1})
         state = original.state_dict()
-    try:
-        state = json.loads(json.dumps(state))
-    except (TypeError, ValueError) as exc:
-        raise ContractError(engine_cls, clause, f"state_dict() is not JSON-serialisable: {exc}") from None
+    state = _through_json(engine_cls, clause, state, "state_dict()")
     with _clause(engine_cls, clause):
         restored = make_engine(engine_cls, options, space, seed=5)
         restored.load_state_dict(state)
@@ -345,10 +342,7 @@ def check_pending_asks(engine_cls, options=None, space=None, *, samples=SAMPLES,
             _same_sequence(engine_cls, clause, 0, _configs(one_at_a_time), run.asked, reference)
         if state is None:
             continue
-        try:
-            state = json.loads(json.dumps(state))
-        except (TypeError, ValueError) as exc:
-            raise ContractError(engine_cls, clause, f"state_dict() with {k} pending is not JSON-serialisable: {exc}") from None
+        state = _through_json(engine_cls, clause, state, f"state_dict() with {k} pending")
         with _clause(engine_cls, clause):
             restored = make_engine(engine_cls, options, space, seed=9)
             restored.load_state_dict(state)
@@ -427,6 +421,14 @@ def _check_config(engine_cls, clause: str, space: SearchSpace, number: int, para
             raise broken(f"{key}={value!r} is a {type(value).__name__}, not a {kind.__name__}")
         if not (param.low <= value <= param.high) or (kind is float and not math.isfinite(value)):
             raise broken(f"{key}={value!r} is outside [{param.low}, {param.high}]")
+
+
+def _through_json(engine_cls, clause: str, state: Any, what: str) -> Any:
+    """``state`` after a JSON round trip, as a journal or a checkpoint would keep it."""
+    try:
+        return json.loads(json.dumps(state))
+    except (TypeError, ValueError) as exc:
+        raise ContractError(engine_cls, clause, f"{what} is not JSON-serialisable: {exc}") from None
 
 
 @contextmanager
