@@ -140,6 +140,7 @@ def run_jobs(root: Path, force: bool, lanes: int | None = None) -> Runs:
     """Run every job not already complete in ``root`` (``serbench run``), in lanes."""
     from serbench.errors import UserError
     from serbench.spec import parse_job
+    from serbench.spec.strict_yaml import load_yaml
 
     specs = {}
     for job in sorted(all_jobs(), key=lambda job: -ONE_CORE_MINUTES.get(job, 0.0)):
@@ -147,7 +148,8 @@ def run_jobs(root: Path, force: bool, lanes: int | None = None) -> Runs:
         if done.is_file() and not force and json.loads(done.read_text())["status"] == "completed":
             print(f"paper_tables: {job}: already done, reading {done}", file=sys.stderr)
             continue
-        specs[job] = yaml.safe_load((REPO / "jobs" / f"{job}.yaml").read_text(encoding="utf-8"))
+        path = REPO / "jobs" / f"{job}.yaml"
+        specs[job] = load_yaml(path.read_text(encoding="utf-8"), path)  # strict: duplicate keys are errors
     if not specs:
         return Runs()
     memory_gb = max(parse_job(spec).resources.memory_gb for spec in specs.values())
