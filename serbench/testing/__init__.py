@@ -6,7 +6,8 @@ clause that failed; serbench's own test suite runs them on every built-in."""
 
 from serbench.testing.backbones import BackboneContractError, check_backbone
 from serbench.testing.datasets import AdapterContractError, adapter_contract_test, check_adapter
-from serbench.testing.engines import ContractError, check_engine, engine_contract_test
+from serbench.testing.contract import ContractError
+from serbench.testing.engines import check_engine, engine_contract_test
 
 __all__ = [
     "AdapterContractError",

@@ -11,7 +11,7 @@ and a few real clips (16 kHz mono; :class:`serbench.data.base.Clip` or plain arr
 
 (``CONTRACT_CHECKS`` holds the checks, for a parametrisation with one test per clause.)
 A broken clause raises ``BackboneContractError`` (an ``AssertionError``, and a
-:class:`serbench.testing.engines.ContractError`) saying which clause and what was seen.
+:class:`serbench.testing.contract.ContractError`) saying which clause and what was seen.
 
 The clauses:
 
@@ -56,14 +56,13 @@ from __future__ import annotations
 import enum
 import types
 import typing
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, Union
 
 from pydantic import BaseModel, ValidationError
 
 from serbench.backbones.base import Backbone
-from serbench.testing.engines import ContractError
+from serbench.testing.contract import ContractError, clause
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,10 +77,7 @@ NUM_CLASSES = 3
 class BackboneContractError(ContractError):
     """A backbone breaks a clause of the backbone contract."""
 
-    def __init__(self, backbone_cls: type, clause: str, detail: str):
-        self.clause = clause
-        name = getattr(backbone_cls, "name", None) or getattr(backbone_cls, "__name__", repr(backbone_cls))
-        AssertionError.__init__(self, f"backbone {name!r} breaks '{clause}': {detail}")
+    kind = "backbone"
 
 
 def make_backbone(backbone_cls: type[Backbone], source: str, options: Mapping[str, Any] | BaseModel | None = None) -> Backbone:
@@ -385,15 +381,8 @@ def check_backbone(
 # --- helpers --------------------------------------------------------------------------
 
 
-@contextmanager
-def _clause(backbone_cls, clause: str) -> Iterator[None]:
-    """An exception inside is the clause breaking: re-raise it as a contract error."""
-    try:
-        yield
-    except ContractError:
-        raise
-    except Exception as exc:
-        raise BackboneContractError(backbone_cls, clause, f"raised {exc.__class__.__name__}: {exc}") from exc
+def _clause(backbone_cls, name: str):
+    return clause(BackboneContractError, backbone_cls, name)
 
 
 def _options_dict(options: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:

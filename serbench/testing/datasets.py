@@ -27,7 +27,7 @@ audio file (0.5 s of a tone at 16 kHz, mono, 16-bit, its pitch set by its path, 
 two files are alike; WAV, or FLAC/OGG for those extensions), and the ``extra`` files (path -> text or bytes: a labels CSV, a note the
 adapter must ignore) as given. A path listed in both is written from ``extra`` (a CSV the
 adapter must report bad, say). A broken clause raises ``AdapterContractError`` (an
-:class:`~serbench.testing.engines.ContractError`, so an ``AssertionError``) saying which
+:class:`~serbench.testing.contract.ContractError`, so an ``AssertionError``) saying which
 clause and what was seen. The clauses:
 
 - ``check_declaration``: a ``DatasetAdapter`` subclass with a non-empty ``name`` and
@@ -73,7 +73,7 @@ from serbench.data.base import BadFile, DatasetAdapter, Scan, Utterance
 from serbench.data.labels import UNIFIED
 from serbench.data.sources import Source
 from serbench.errors import DataError
-from serbench.testing.engines import ContractError
+from serbench.testing.contract import ContractError, clause
 
 Expected = Union[tuple[str, str], str]  # (label, speaker) of an utterance, or a fragment of a bad file's reason
 Files = Mapping[str, Expected]
@@ -89,10 +89,7 @@ _FORMATS = {".flac": "FLAC", ".ogg": "OGG"}
 class AdapterContractError(ContractError):
     """A dataset adapter breaks a clause of the dataset adapter contract."""
 
-    def __init__(self, adapter_cls: type, clause: str, detail: str):
-        self.clause = clause
-        name = getattr(adapter_cls, "name", None) or getattr(adapter_cls, "__name__", repr(adapter_cls))
-        AssertionError.__init__(self, f"dataset adapter {name!r} breaks '{clause}': {detail}")
+    kind = "dataset adapter"
 
 
 def write_corpus(root: Path, files: Files, extra: Extra | None = None, *, audio: bool = True) -> Path:
@@ -477,12 +474,5 @@ def _folder() -> Iterator[Path]:
         yield Path(name)
 
 
-@contextmanager
-def _clause(adapter_cls, clause: str):
-    """An exception inside is the clause breaking: re-raise it as a contract error."""
-    try:
-        yield
-    except ContractError:
-        raise
-    except Exception as exc:
-        raise AdapterContractError(adapter_cls, clause, f"raised {exc.__class__.__name__}: {exc}") from exc
+def _clause(adapter_cls, name: str):
+    return clause(AdapterContractError, adapter_cls, name)

@@ -61,7 +61,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -69,6 +68,7 @@ from pydantic import BaseModel, ValidationError
 
 from serbench.engines.base import Engine, NotReady, Outcome, SearchExhausted, SearchSpace
 from serbench.spec import ChoiceParam, FloatParam, IntParam
+from serbench.testing.contract import ContractError, clause
 
 KIT_SPACE: dict[str, FloatParam | IntParam | ChoiceParam] = {
     "lr": FloatParam(type="float", low=1e-6, high=1e-3, log=True),
@@ -82,14 +82,6 @@ KIT_SPACE: dict[str, FloatParam | IntParam | ChoiceParam] = {
 SAMPLES = 48  # configurations drawn by the statistical checks
 TRIALS = 12  # trials of the sequence checks
 PENDING = (1, 2, 8)  # trials in flight at once in check_pending_asks
-
-
-class ContractError(AssertionError):
-    """An engine breaks a clause of the engine contract."""
-
-    def __init__(self, engine_cls: type, clause: str, detail: str):
-        self.clause = clause
-        super().__init__(f"engine {getattr(engine_cls, 'name', engine_cls.__name__)!r} breaks '{clause}': {detail}")
 
 
 @dataclass(frozen=True)
@@ -431,15 +423,8 @@ def _through_json(engine_cls, clause: str, state: Any, what: str) -> Any:
         raise ContractError(engine_cls, clause, f"{what} is not JSON-serialisable: {exc}") from None
 
 
-@contextmanager
-def _clause(engine_cls, clause: str):
-    """An exception inside is the clause breaking: re-raise it as a ``ContractError``."""
-    try:
-        yield
-    except ContractError:
-        raise
-    except Exception as exc:
-        raise ContractError(engine_cls, clause, f"raised {exc.__class__.__name__}: {exc}") from exc
+def _clause(engine_cls, name: str):
+    return clause(ContractError, engine_cls, name)
 
 
 def _configs(trials: list[SyntheticTrial]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from serbench.testing.backbones import (
     check_prefix_states,
     check_unfrozen_trains,
 )
-from serbench.testing.engines import ContractError
+from serbench.testing.contract import ContractError
 
 # EmoDB clips of 2.1 to 3.6 s (one per speaker and emotion picked by name, not at random).
 CLIP_FILES = ("03a01Fa.wav", "08b03Tc.wav", "16b10Wb.wav")

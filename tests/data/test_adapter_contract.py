@@ -27,7 +27,7 @@ from serbench.testing.datasets import (
     check_source_and_manifest,
     write_corpus,
 )
-from serbench.testing.engines import ContractError
+from serbench.testing.contract import ContractError
 
 EMODB = {
     "wav/03a01Fa.wav": ("happiness", "03"),
