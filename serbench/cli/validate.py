@@ -23,16 +23,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from serbench.spec import load_job, plugin_options
-    from serbench.study.resolve import corpus_root, resolve_plugins
+    from serbench.spec import load_job
+    from serbench.study.resolve import corpus_root, make_backbone, resolve_plugins
 
     spec = load_job(args.job)
     with about(args.job):
         plugins = resolve_plugins(spec)
         root = corpus_root(spec, plugins.dataset.cls, args.data_root)
-        backbone_cls = plugins.backbone.cls
-        options = plugin_options(backbone_cls.Options, spec.backbone.options, "backbone.options")
-        source = backbone_cls(spec.backbone.source, options).check_source()
+        source = make_backbone(spec, plugins).check_source()
     print(
         f"{args.job}: ok -- job {spec.name!r}: engine {spec.engine.name}, dataset {spec.dataset.name} "
         f"at {root}, backbone {spec.backbone.name} from {source}, {len(spec.search_space)} hyperparameters, "

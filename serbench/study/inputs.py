@@ -22,7 +22,7 @@ from serbench.errors import DataError
 from serbench.execution.limits import CpuLimit, configure_torch_threads
 from serbench.plugin.registry import Registry
 from serbench.spec import JobSpec, TransferTarget, plugin_options
-from serbench.study.resolve import Plugins, corpus_root
+from serbench.study.resolve import Plugins, corpus_root, make_backbone
 
 if TYPE_CHECKING:
     from serbench.data.base import Clip
@@ -60,6 +60,7 @@ def load_inputs(
 ) -> Inputs:
     threads, available = configure_torch_threads(spec.resources.cpus)
     backbone = make_backbone(spec, plugins)
+    backbone.check_source()  # a bad source fails before any audio is read
     data = load_data(spec, plugins, data_home, step)
     targets = load_targets(spec, reg, data.classes, data_home, step)
     model_load_seconds = load_weights(backbone, len(data.classes), step)
@@ -68,15 +69,6 @@ def load_inputs(
     # Frozen features: $SERBENCH_CACHE (persistent) or spilled to <out>/.feature-cache.
     cache = study_cache(backbone.cache_key(), out_dir, spec.resources.memory_gb)
     return Inputs(threads, available, backbone, data, targets, cache, model_load_seconds)
-
-
-def make_backbone(spec: JobSpec, plugins: Plugins) -> Backbone:
-    """The backbone plugin with its options, its source checked (no weights loaded yet),
-    so a bad source fails before any audio is read."""
-    options = plugin_options(plugins.backbone.cls.Options, spec.backbone.options, "backbone.options")
-    backbone: Backbone = plugins.backbone.cls(spec.backbone.source, options)
-    backbone.check_source()
-    return backbone
 
 
 def load_data(spec: JobSpec, plugins: Plugins, data_home: Path | None, step: Step = lambda message: None) -> Data:

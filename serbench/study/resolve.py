@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from serbench.backbones.base import Backbone
 from serbench.data.base import DatasetAdapter, resolve_root
 from serbench.engines.base import Engine
 from serbench.errors import PluginError, UserError
@@ -58,3 +59,10 @@ def make_engine(spec: JobSpec, plugins: Plugins) -> Engine:
     cls = plugins.engine.cls
     options = plugin_options(cls.Options, spec.engine.options, "engine.options")
     return cls(spec.search_space, spec.seed, options)
+
+
+def make_backbone(spec: JobSpec, plugins: Plugins) -> Backbone:
+    """The job's backbone with its options; nothing loaded yet (``check_source()`` says
+    whether its source can be)."""
+    cls = plugins.backbone.cls
+    return cls(spec.backbone.source, plugin_options(cls.Options, spec.backbone.options, "backbone.options"))

@@ -26,24 +26,11 @@ from serbench.results.provenance import serbench_checkout
 from serbench.results.schema import Result, TrialRecord
 from serbench.spec import JobSpec
 from serbench.study.assemble import study_result
-from serbench.study.events import Stage, StudyEvents
+from serbench.study.events import StudyEvents
 from serbench.study.fold_loop import FoldLoop
 from serbench.study.inputs import Inputs, load_inputs
-from serbench.study.output import STUDY_FILE, StudyOutput, now, spec_fingerprint
-from serbench.study.resolve import Plugins, corpus_root, make_engine, resolve_plugins
-
-__all__ = [  # what callers import from here
-    "STUDY_FILE",
-    "Plugins",
-    "Prepared",
-    "Stage",
-    "Study",
-    "StudyEvents",
-    "corpus_root",
-    "resolve_plugins",
-    "spec_fingerprint",
-]
-
+from serbench.study.output import StudyOutput, now
+from serbench.study.resolve import make_engine, resolve_plugins
 
 @dataclass(frozen=True)
 class Prepared:
