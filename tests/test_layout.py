@@ -26,7 +26,7 @@ RANKS = {
     "testing": 8,
     "cli": 9,
 }
-BUILT_INS = re.compile(r"^serbench\.(engines\.(?!base$|helpers$)\w+|data\.adapters\.\w+|backbones\.(whisper|speechbrain)\w*)$")
+BUILT_INS = re.compile(r"^serbench\.(engines\.(?!base$|helpers$)\w+|data\.adapters\.\w+|backbones\.(whisper|speechbrain)\w*|execution\.\w+_backend)$")
 
 
 def modules() -> dict[str, Path]:

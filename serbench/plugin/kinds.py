@@ -67,6 +67,10 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
         "backbone", "backbones", "serbench_backbones", "serbench.backbones.base:Backbone", "serbench.backbones",
         "backbone", "the ``backbone.name`` a job spec uses",
     ),
+    PluginKind(
+        "backend", "backends", "serbench_backends", "serbench.execution.backend:ExecutionBackend",
+        "serbench.execution", "execution backend", "the ``execution.backend`` a job spec uses, or ``--backend``",
+    ),
 )
 """Every kind, in the order ``serbench plugins`` lists them."""
 

@@ -7,6 +7,7 @@ from serbench.spec.job import (
     Budget,
     DatasetSpec,
     EngineSpec,
+    ExecutionSpec,
     HoldoutProtocol,
     JobSpec,
     LosoProtocol,
@@ -24,7 +25,7 @@ from serbench.spec.options import NoOptions, StrictModel, describe_validation_er
 from serbench.spec.space import ChoiceParam, FloatParam, IntParam, Param
 
 __all__ = [
-    "BackboneSpec", "Budget", "ChoiceParam", "DatasetSpec", "EngineSpec", "FloatParam", "HoldoutProtocol",
+    "BackboneSpec", "Budget", "ChoiceParam", "DatasetSpec", "EngineSpec", "ExecutionSpec", "FloatParam", "HoldoutProtocol",
     "IntParam", "JobSpec", "LosoProtocol", "NoOptions", "Param", "Resources", "SpeakerHoldoutProtocol",
     "StrictModel", "SubsetSpec", "TUNABLE", "TrainParams", "TransferTarget", "describe_validation_error",
     "job_schema", "load_job", "parse_job", "plugin_options",

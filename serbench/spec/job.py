@@ -170,6 +170,17 @@ class Resources(StrictModel):
     memory_gb: float = Field(8, gt=0, le=65536)
 
 
+class ExecutionSpec(StrictModel):
+    """Where the trials run and how many at once. Not part of the study's fingerprint:
+    a study started on a laptop can be resumed on a cluster."""
+
+    backend: str = Field("local", min_length=1, description="Execution backend plugin name: local or ray.")
+    parallel: int = Field(1, ge=1, le=4096, description="Trials in flight at once (local: 1).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the backend, e.g. ray: {address: local|auto|HOST:PORT}."
+    )
+
+
 class JobSpec(StrictModel):
     """One study: a corpus, a backbone, a search space, an engine and a budget."""
 
@@ -183,6 +194,7 @@ class JobSpec(StrictModel):
     budget: Budget
     transfer: list[TransferTarget] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     thresholds: list[float] = Field(default_factory=lambda: [0.8, 0.9])
 
     @field_validator("name")
@@ -213,6 +225,10 @@ class JobSpec(StrictModel):
                     msg = exc.errors()[0]["msg"]
                     raise ValueError(f"{key}: value {value!r} is not allowed ({msg})") from None
         return space
+
+    def fingerprint_data(self) -> dict[str, Any]:
+        """The spec as JSON data without ``execution``: what a study's results depend on."""
+        return self.model_dump(mode="json", exclude={"execution"})
 
     def train_params(self, overrides: dict[str, Any]) -> TrainParams:
         """The full set of hyperparameters for a trial: fixed ones plus ``overrides``."""

@@ -29,7 +29,8 @@ RESULT_FILE = "result.json"
 
 
 def spec_fingerprint(spec: JobSpec) -> str:
-    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    """The sha256 of the spec without ``execution`` (where trials run changes no result)."""
+    text = json.dumps(spec.fingerprint_data(), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
