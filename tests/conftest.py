@@ -133,3 +133,35 @@ def speechbrain_checkpoint(tmp_path_factory):
     from speechbrain_checkpoint import write_checkpoint  # tests/backbones/, on the path of its tests
 
     return write_checkpoint(tmp_path_factory.mktemp("sb") / "emotion-recognition-wav2vec2-IEMOCAP")
+
+
+class FunctionWorker:
+    """A slot worker whose trials are a plain function ``run_trial(number, params) ->
+    record fields`` (exceptions become failed trials, as in a study's worker)."""
+
+    def __init__(self, run_trial):
+        self.run_trial = run_trial
+
+    def trial(self, fold: int, number: int, params: dict[str, Any]) -> dict[str, Any]:
+        from serbench.errors import UserError
+        from serbench.study.search import failure_fields
+
+        try:
+            return self.run_trial(number, params)
+        except UserError:
+            raise
+        except Exception as exc:
+            return failure_fields(exc)
+
+
+def run_search(search, run_trial):
+    """Drive one fold's search to its end through the real scheduler on the local
+    backend, with ``run_trial`` as each trial; (its trials, what stopped it)."""
+    from serbench.execution.local_backend import LocalBackend
+    from serbench.spec import Resources
+    from serbench.study.events import StudyEvents
+    from serbench.study.scheduler import Scheduler
+
+    with LocalBackend().open(1, Resources(), lambda slot: FunctionWorker(run_trial)) as pool:
+        Scheduler(pool, [search], StudyEvents(), finals=False).run()
+    return search.trials, search.stop_reason

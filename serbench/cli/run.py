@@ -1,5 +1,10 @@
 """``serbench run JOB [--out DIR] [--data-root DIR] [--force|--resume] [--isolate[-with HOW]]
-[--executor local|docker [--image IMAGE]]``: run a job (search, final training, result.json).
+[--executor local|docker [--image IMAGE]] [--backend NAME] [--parallel N] [--ray-address ADDR]``:
+run a job (search, final training, result.json).
+
+``--backend``, ``--parallel`` and ``--ray-address`` override the job's ``execution``
+(where trials run and how many at once), which is not part of the study's fingerprint:
+a study started with one backend can be resumed with another.
 
 Runs the job here, in a supervised worker (``--isolate``, or whenever a cgroup memory
 limit is set), or in a container (``--executor docker``); see
@@ -55,6 +60,48 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="local (default) or docker: run the study in a container with the job's CPU and memory limits",
     )
     parser.add_argument("--image", default=None, help="the image for --executor docker (default serbench:latest)")
+    parser.add_argument(
+        "--backend", help="execution backend for the trials (overrides execution.backend): local, ray, or a plugin's"
+    )
+    parser.add_argument(
+        "--parallel", type=_positive, metavar="N", help="trials in flight at once (overrides execution.parallel)"
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the ray backend's cluster (overrides execution.options.address): local (a private Ray instance on "
+        "this machine), auto (the cluster `ray start` joined here, or $RAY_ADDRESS), or HOST:PORT",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+def execution_arguments(args: argparse.Namespace) -> list[str]:
+    """The ``--backend/--parallel/--ray-address`` given, to pass on to a worker process."""
+    given = []
+    for flag, value in (("--backend", args.backend), ("--parallel", args.parallel), ("--ray-address", args.ray_address)):
+        if value is not None:
+            given += [flag, str(value)]
+    return given
+
+
+def with_execution_overrides(spec, args: argparse.Namespace):
+    """The job spec with the command line's execution options applied."""
+    options = None
+    if args.ray_address is not None:
+        backend = args.backend or spec.execution.backend
+        if backend != "ray":
+            raise UserError(f"--ray-address: only with the ray backend (this run uses {backend!r}); add --backend ray")
+        options = {"address": args.ray_address}
+    return spec.with_execution(args.backend, args.parallel, options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,19 +109,33 @@ def run(args: argparse.Namespace) -> int:
     from serbench.spec import load_job
 
     spec = load_job(args.job)
+    with about(args.job):
+        spec = with_execution_overrides(spec, args)
     isolate = args.isolate or args.isolate_with is not None
     again = "--force" if args.force else "--resume" if args.resume else None
+    local = spec.execution.backend == "local"
+    if isolate and not local:
+        raise UserError(
+            f"--isolate holds the local backend's process to the job's resources; the {spec.execution.backend} "
+            "backend holds each of its slots to them itself: drop --isolate"
+        )
     if args.executor == "docker":
         if isolate:
             raise UserError("--isolate and --executor docker: choose one; the container holds the limits")
+        if not local:
+            raise UserError(
+                f"--executor docker runs the study in one container; for the {spec.execution.backend} backend "
+                "run the driver there yourself (see the README, Containers: the ray-head and ray-worker services)"
+            )
         from serbench.execution.docker import DEFAULT_IMAGE, run_in_docker
 
         with about(args.job), _interrupt_on_sigterm():
             return run_in_docker(spec, args.job, args.out, args.data_root, args.image or DEFAULT_IMAGE, again)
     if args.image is not None:
         raise UserError("--image: only with --executor docker")
-    with about(args.job):
-        check_fits(spec.resources.cpus, spec.resources.memory_gb)
+    if local:  # other backends check that a slot fits on one of their nodes
+        with about(args.job):
+            check_fits(spec.resources.cpus, spec.resources.memory_gb)
     if not worker_context() and (isolate or memory_limit_bytes() is not None):
         from serbench.execution import isolate as isolation
         from serbench.execution.supervisor import Supervisor
@@ -86,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         supervisor = Supervisor(
             args.job, args.out, args.out / spec.name, how,
             executor=env.get(env.EXECUTOR), data_root=args.data_root, again=again,
+            extra=execution_arguments(args),
         )
         return supervisor.run()
     with _interrupt_on_sigterm():

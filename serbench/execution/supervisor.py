@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from serbench.results.inflight import journal_lost_trial
 from serbench.results.lock import FolderLock
@@ -58,8 +58,10 @@ class Supervisor:
         data_root: Path | None = None,
         again: str | None = None,
         say: Callable[[str], None] | None = None,
+        extra: Sequence[str] = (),
     ):
         self.job, self.out, self.out_dir = job, out, out_dir
+        self.extra = list(extra)  # more `serbench run` options for the worker (--backend ...)
         self.isolation = isolation
         self.data_root = data_root
         self.again = again
@@ -103,7 +105,7 @@ class Supervisor:
         if self.interrupted is not None:
             return 130
         oom_before = self.isolation.oom_kills()
-        command = worker_command(self.job, self.out, self.data_root, again)
+        command = worker_command(self.job, self.out, self.data_root, again, self.extra)
         try:
             self.worker = subprocess.Popen(command, env=self.env, preexec_fn=self.isolation.preexec)
         except (OSError, subprocess.SubprocessError) as exc:

@@ -28,11 +28,24 @@ class TrialRecord(Record):
     value: float | None = Field(None, description="Validation BCA (null when failed).")
     val_accuracy: float | None = None
     collapsed: bool = Field(False, description="All validation predictions in one class.")
-    reason: str | None = Field(None, description="Why it failed: error, oom, timeout.")
+    reason: str | None = Field(
+        None, description="Why it failed: error, oom, timeout, lost (its slot's process or node died twice)."
+    )
     error: str | None = None
     epoch_losses: list[float] = Field(default_factory=list)
-    duration_s: float = Field(ge=0)
-    cumulative_s: float = Field(ge=0, description="Seconds of this fold's search when this trial ended.")
+    duration_s: float = Field(ge=0, description="Seconds the trial ran on its slot.")
+    cumulative_s: float = Field(ge=0, description="Seconds of this fold's search when this trial was journalled.")
+    asked_after: int | None = Field(
+        None,
+        ge=0,
+        description="Tells this fold's engine had received when the trial was asked (its place in the "
+        "ask/tell interleaving, replayed by --resume); null in journals from before parallel trials.",
+    )
+    node: str | None = Field(None, description="The node the trial ran on.")
+    slot: int | None = Field(None, ge=0, description="The execution slot it ran in.")
+    queued_s: float | None = Field(None, ge=0, description="Seconds from submission to its start on the slot.")
+    returned_s: float | None = Field(None, ge=0, description="Seconds from its end on the slot to the journal.")
+    reruns: int = Field(0, ge=0, description="Times it was run again after its slot's process or node died.")
 
 
 class ThresholdHit(Record):
@@ -193,6 +206,15 @@ class Versions(Record):
     )
 
 
+class ExecutionUsed(Record):
+    """Where the trials ran: the backend, the trials in flight at most, and the nodes."""
+
+    backend: str
+    parallel: int = Field(ge=1)
+    where: str = Field(description="The backend's own description, e.g. ray at 127.0.0.1:6379 (2 nodes).")
+    trials_per_node: dict[str, int] = Field(description="Search trials journalled from each node.")
+
+
 class Result(Record):
     """A finished study. For one-fold protocols ``best``, ``thresholds``, ``test`` and
     ``final_params`` repeat the fold's; with several folds (LOSO) they are null and
@@ -208,6 +230,7 @@ class Result(Record):
     spec: dict[str, Any] = Field(description="The job spec as validated.")
     versions: Versions
     resources: ResourcesUsed
+    execution: ExecutionUsed | None = Field(None, description="Null in results from before execution backends.")
     data: DataSummary
     backbone: dict[str, Any]
     stopped_by: Literal["trials", "wall_minutes", "exhausted"] = Field(

@@ -226,6 +226,23 @@ class JobSpec(StrictModel):
                     raise ValueError(f"{key}: value {value!r} is not allowed ({msg})") from None
         return space
 
+    def with_execution(
+        self, backend: str | None = None, parallel: int | None = None, options: dict[str, Any] | None = None
+    ) -> "JobSpec":
+        """This spec with ``execution`` overridden (``serbench run --backend/--parallel``):
+        a new ``backend`` drops the spec's backend options, ``options`` update them.
+        Raises ``SpecError`` for a value ``execution`` does not accept."""
+        execution = self.execution.model_dump()
+        if backend is not None and backend != execution["backend"]:
+            execution.update(backend=backend, options={})
+        if parallel is not None:
+            execution["parallel"] = parallel
+        execution["options"].update(options or {})
+        try:
+            return self.model_copy(update={"execution": ExecutionSpec.model_validate(execution)})
+        except ValidationError as exc:
+            raise SpecError(f"execution: {describe_validation_error(exc, execution)}") from None
+
     def fingerprint_data(self) -> dict[str, Any]:
         """The spec as JSON data without ``execution``: what a study's results depend on."""
         return self.model_dump(mode="json", exclude={"execution"})

@@ -17,6 +17,7 @@ from serbench.results.provenance import distribution_version, plugin_library, se
 from serbench.results.schema import (
     Best,
     DataSummary,
+    ExecutionUsed,
     FoldResult,
     LibraryVersion,
     PluginVersion,
@@ -58,7 +59,7 @@ def fold_result(
         thresholds=threshold_hits(trials, thresholds),
         final_params=final.params if final is not None else None,
         test=final.test if final is not None else None,
-        search_seconds=trials[-1].cumulative_s if trials else 0.0,
+        search_seconds=max((t.cumulative_s for t in trials), default=0.0),
         final_seconds=final_seconds,
     )
 
@@ -71,6 +72,7 @@ def study_result(
     resumed: int,
     started_at: str,
     wall_start: float,
+    execution: ExecutionUsed | None = None,
 ) -> Result:
     """The study's ``Result``; ``wall_start`` is the ``time.perf_counter()`` it started at."""
     folds = [run.result for run in runs]
@@ -86,6 +88,7 @@ def study_result(
         resources=ResourcesUsed(
             **limits_in_force(spec.resources.cpus, spec.resources.memory_gb, inputs.threads, inputs.available)
         ),
+        execution=execution,
         data=data_summary(spec, plugins, inputs.data),
         backbone=inputs.backbone.describe(),
         stopped_by=next((f.stopped_by for f in folds if f.stopped_by != "trials"), "trials"),

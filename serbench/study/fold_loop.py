@@ -1,26 +1,28 @@
-"""Every fold of a study, one after the other: the search (:mod:`serbench.study.search`),
-then the best configuration trained on ``train + val`` and scored once on ``test`` and on
-the transfer targets (:mod:`serbench.study.trial`).
+"""Every fold of a study, through the execution pool: each fold's search
+(:mod:`serbench.study.search`) and then its best configuration trained on
+``train + val`` and scored once on ``test`` and on the transfer targets, scheduled over
+the pool's slots by :mod:`serbench.study.scheduler` (with one slot: fold after fold,
+as always; with several, the folds of a LOSO study side by side).
 
 No fold's test data is seen before its search has ended.
 """
 
 from __future__ import annotations
 
-import time
+from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from serbench.data.folds import Fold
+from serbench.execution.backend import Pool
 from serbench.results.schema import FoldResult, TransferScore, TrialRecord
-from serbench.results.summary import best_trial
 from serbench.spec import JobSpec
 from serbench.study.assemble import fold_result
 from serbench.study.events import StudyEvents
 from serbench.study.inputs import Inputs
 from serbench.study.output import StudyOutput
 from serbench.study.resolve import Plugins, make_engine
+from serbench.study.scheduler import Scheduler
 from serbench.study.search import FoldSearch
-from serbench.study.trial import Training
 
 
 @dataclass(frozen=True)
@@ -37,31 +39,34 @@ class FoldLoop:
         self.folds = inputs.data.folds
         self.output = output
         self.events = events
-        self.training = Training(spec, inputs, events)
 
-    def run(self, done: list[TrialRecord]) -> list[FoldRun]:
-        """Every fold, resuming from the journalled trials ``done``."""
+    def run(self, pool: Pool, done: list[TrialRecord], inflight: list[dict[str, Any]] = ()) -> list[FoldRun]:
+        """Every fold on ``pool``, resuming from the journalled trials ``done`` and the
+        trials ``inflight.json`` listed."""
         self.events.trials_started(self.spec.budget.trials * len(self.folds))
-        return [self.fold(fold, [r for r in done if r.fold == fold.index]) for fold in self.folds]
+        searches = []
+        for fold in self.folds:
+            search = FoldSearch(
+                fold.index,
+                make_engine(self.spec, self.plugins),
+                self.spec.budget,
+                self.output.journal,
+                self.events.trial_done,
+                self.output.inflight,
+            )
+            search.resume([r for r in done if r.fold == fold.index], list(inflight))
+            searches.append(search)
+        runs = []
+        for fold, progress in zip(self.folds, Scheduler(pool, searches, self.events).run()):
+            search, final = progress.search, progress.final
+            result = fold_result(
+                fold, search.trials, search.stop_reason, progress.best, final, self.spec.thresholds,
+                progress.final_seconds,
+            )
+            runs.append(FoldRun(result, search.trials, final.transfer if final is not None else []))
+        return runs
 
-    def fold(self, fold: Fold, done: list[TrialRecord]) -> FoldRun:
-        search = FoldSearch(
-            fold.index,
-            make_engine(self.spec, self.plugins),
-            self.spec.budget,
-            lambda number, params: self.training.trial(fold, number, params),
-            self.output.journal,
-            self.events.trial_done,
-            self.output.inflight,
-        )
-        trials, stopped_by = search.run(done)
-        best = best_trial(trials)
-        final_started = time.perf_counter()
-        final = None
-        if best is not None:
-            where = f"fold {fold.index}: " if len(self.folds) > 1 else ""
-            self.events.step(f"{where}training trial {best.trial}'s configuration on train+val, scoring test once")
-            final = self.training.final(fold, best)
-        final_seconds = time.perf_counter() - final_started
-        result = fold_result(fold, trials, stopped_by, best, final, self.spec.thresholds, final_seconds)
-        return FoldRun(result, trials, final.transfer if final is not None else [])
+
+def trials_per_node(runs: list[FoldRun]) -> dict[str, int]:
+    """How many search trials each node ran (trials without a node are left out)."""
+    return dict(sorted(Counter(t.node for run in runs for t in run.trials if t.node is not None).items()))

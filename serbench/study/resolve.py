@@ -1,5 +1,6 @@
-"""The job's plugins (engine, dataset adapter, backbone) from the registry, their options
-validated; where the corpus is; a fresh engine for a fold's search."""
+"""The job's plugins (engine, dataset adapter, backbone, execution backend) from the
+registry, their options validated; where the corpus is; a fresh engine for a fold's
+search; the execution backend."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from serbench.backbones.base import Backbone
 from serbench.data.base import DatasetAdapter, resolve_root
 from serbench.engines.base import Engine
+from serbench.execution.backend import ExecutionBackend
 from serbench.errors import PluginError, UserError
 from serbench.plugin.registry import PluginEntry, Registry, registry
 from serbench.spec import JobSpec, plugin_options
@@ -19,6 +21,7 @@ class Plugins:
     engine: PluginEntry
     dataset: PluginEntry
     backbone: PluginEntry
+    backend: PluginEntry
 
 
 def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
@@ -30,6 +33,7 @@ def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
     found = {}
     for kind, section in (("engine", spec.engine), ("dataset", spec.dataset), ("backbone", spec.backbone)):
         found[kind] = _get(reg, kind, section.name, f"{kind}.name")
+    found["backend"] = _get(reg, "backend", spec.execution.backend, "execution.backend")
     for index, target in enumerate(spec.transfer):
         adapter = _get(reg, "dataset", target.name, f"transfer.{index}.name").cls
         plugin_options(adapter.Options, target.options, f"transfer.{index}.options")
@@ -37,6 +41,7 @@ def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
     plugin_options(plugins.dataset.cls.Options, spec.dataset.options, "dataset.options")
     plugin_options(plugins.engine.cls.Options, spec.engine.options, "engine.options")
     plugin_options(plugins.backbone.cls.Options, spec.backbone.options, "backbone.options")
+    plugin_options(plugins.backend.cls.Options, spec.execution.options, "execution.options")
     if not spec.search_space:
         raise UserError("search_space: empty; name at least one hyperparameter to tune")
     return plugins
@@ -66,3 +71,9 @@ def make_backbone(spec: JobSpec, plugins: Plugins) -> Backbone:
     whether its source can be)."""
     cls = plugins.backbone.cls
     return cls(spec.backbone.source, plugin_options(cls.Options, spec.backbone.options, "backbone.options"))
+
+
+def make_backend(spec: JobSpec, plugins: Plugins) -> ExecutionBackend:
+    """The job's execution backend with its options; nothing started yet."""
+    cls = plugins.backend.cls
+    return cls(plugin_options(cls.Options, spec.execution.options, "execution.options"))

@@ -123,7 +123,8 @@ def test_interrupt_and_a_worker_killed_from_outside_keep_the_journal(job_dict, w
     assert "interrupted" in log.read_text() and "Traceback" not in log.read_text()
     kept = len(journal(path))
     assert 1 <= kept < 4
-    assert not (tmp_path / "test_job" / "inflight.json").exists()
+    marker = json.loads((tmp_path / "test_job" / "inflight.json").read_text())
+    assert [t["number"] for t in marker["trials"]] == [kept]  # the interrupted trial, asked again on --resume
 
     log = tmp_path / "second.log"
     proc = serbench("run", job, "--isolate", "--resume", "--out", tmp_path, log=log)

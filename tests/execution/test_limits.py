@@ -4,7 +4,6 @@ this machine's own cgroups belong to whoever runs it), the in-flight marker and 
 journal record of a trial lost to memory."""
 
 import ast
-import json
 import os
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from serbench.execution.limits import (
 from serbench.results.schema import TrialRecord
 from serbench.results.journal import TrialJournal
 from serbench.study.search import FoldSearch
+from conftest import run_search
 from serbench.spec import Budget, ChoiceParam
 
 
@@ -172,7 +172,7 @@ def test_a_trial_lost_to_memory_is_journalled_once(tmp_path):
         handle.write('{"fold": 0, "number": 1, "par')  # cut short by the kill
     marker = InflightMarker(tmp_path / INFLIGHT_FILE)
     marker.start(0, 1, {"maxlen": 160000}, cumulative_s=1.0)
-    started = json.loads(marker.path.read_text())["started_epoch"]
+    started = marker.read()[0]["started_epoch"]
 
     lost = journal_lost_trial(tmp_path, "oom", "out of memory: the test", now=started + 4.0)
     assert lost.status == "failed" and lost.reason == "oom" and lost.params == {"maxlen": 160000}
@@ -184,6 +184,11 @@ def test_a_trial_lost_to_memory_is_journalled_once(tmp_path):
     assert journal_lost_trial(tmp_path, "oom", "again") is None
     assert len(journal.read()) == 2 and not marker.path.exists()
     assert journal_lost_trial(tmp_path, "oom", "no marker") is None
+
+    marker.start(0, 2, {"maxlen": 16000}, cumulative_s=2.0)  # two in flight: which one took the memory?
+    marker.start(0, 3, {"maxlen": 32000}, cumulative_s=2.0, asked_after=2)
+    assert journal_lost_trial(tmp_path, "oom", "two in flight") is None
+    assert len(journal.read()) == 2 and not marker.path.exists()
 
 
 def test_the_search_marks_each_trial_in_flight_until_it_is_journalled(tmp_path):
@@ -197,21 +202,19 @@ def test_the_search_marks_each_trial_in_flight_until_it_is_journalled(tmp_path):
         return {"status": "ok", "value": 0.5}
 
     engine = registry().get("engine", "random").cls({"maxlen": ChoiceParam(type="choice", values=[16000, 32000])}, 0)
-    search = FoldSearch(0, engine, Budget(trials=3), run_trial, TrialJournal(tmp_path / "trials.jsonl"),
-                        inflight=marker)
-    trials, _ = search.run()
-    assert [(s["fold"], s["number"]) for s in seen] == [(0, 0), (0, 1), (0, 2)]
-    assert [s["params"] for s in seen] == [t.params for t in trials]
+    search = FoldSearch(0, engine, Budget(trials=3), TrialJournal(tmp_path / "trials.jsonl"), inflight=marker)
+    trials, _ = run_search(search, run_trial)
+    assert [[(t["fold"], t["number"], t["asked_after"]) for t in s] for s in seen] == [[(0, 0, 0)], [(0, 1, 1)], [(0, 2, 2)]]
+    assert [s[0]["params"] for s in seen] == [t.params for t in trials]
     assert not marker.path.exists()
 
     def interrupted(number, params):
         raise KeyboardInterrupt
 
-    search = FoldSearch(0, engine, Budget(trials=4), interrupted, TrialJournal(tmp_path / "other.jsonl"),
-                        inflight=marker)
+    search = FoldSearch(0, engine, Budget(trials=4), TrialJournal(tmp_path / "other.jsonl"), inflight=marker)
     with pytest.raises(KeyboardInterrupt):
-        search.run()
-    assert not marker.path.exists()  # an interrupted trial was not lost to a kill
+        run_search(search, interrupted)
+    assert [t["number"] for t in marker.read()] == [0]  # still in flight: --resume asks for it again
 
 
 def test_outcome_of_an_oom_record_is_a_failure():

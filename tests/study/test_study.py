@@ -14,6 +14,7 @@ from serbench.results.schema import result_schema
 from serbench.spec import Budget, FloatParam, parse_job
 from serbench.study.events import Stage, StudyEvents
 from serbench.study.search import FoldSearch
+from conftest import run_search
 from serbench.study.study import Study
 
 
@@ -238,8 +239,8 @@ def test_not_ready_with_no_trial_pending_stops_the_search_with_a_plugin_error(tm
     (exit 2) after journalling the trials that ran."""
     space = {"lr": FloatParam(type="float", low=1e-4, high=1e-2, log=True)}
     journal = TrialJournal(tmp_path / "trials.jsonl")
-    search = FoldSearch(0, Impatient(space, 0), Budget(trials=3), lambda n, p: {"status": "ok", "value": 0.5}, journal)
+    search = FoldSearch(0, Impatient(space, 0), Budget(trials=3), journal)
     with pytest.raises(PluginError, match=r"engine 'impatient-test-engine' raised NotReady for trial 1 with no trial "
                                           r"pending .*: tell me a result first$"):
-        search.run()
+        run_search(search, lambda n, p: {"status": "ok", "value": 0.5})
     assert [record.number for record in journal.read()] == [0]

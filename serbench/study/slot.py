@@ -1,0 +1,84 @@
+"""What runs on an execution slot (:mod:`serbench.execution.backend`): a
+:class:`TrialWorker` holding one study's loaded inputs -- corpus, folds, backbone,
+feature cache -- between calls, and the factories that build it.
+
+- :class:`InProcessWorkers` (``in_process`` backends, e.g. ``local``): the worker uses
+  the inputs the driver already loaded, and reports progress to the driver's events;
+- :class:`LoadingWorkers` (every other backend): a picklable recipe -- the job spec,
+  the data root and the output folder -- from which each slot loads its own inputs
+  once (data, models and ``$SERBENCH_CACHE`` at the same paths on every node). Folds
+  are a function of the spec and its seed, so every slot cuts the same ones.
+
+The worker's methods are the calls the study submits: :meth:`TrialWorker.trial` (a
+search trial's record fields; an exception inside it becomes a failed trial, never a
+lost slot) and :meth:`TrialWorker.final` (the fold's final model and its scores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serbench.errors import UserError
+from serbench.execution.backend import Slot
+from serbench.results.schema import Best
+from serbench.spec import JobSpec
+from serbench.study.events import StudyEvents
+from serbench.study.inputs import Inputs, load_inputs
+from serbench.study.resolve import resolve_plugins
+from serbench.study.search import failure_fields
+from serbench.study.trial import Final, Training
+
+
+class TrialWorker:
+    """One slot's worker: trains and scores configurations on its loaded inputs."""
+
+    def __init__(self, training: Training, slot: Slot):
+        self.training = training
+        self.slot = slot
+        self.folds = {fold.index: fold for fold in training.inputs.data.folds}
+
+    def trial(self, fold: int, number: int, params: dict[str, Any]) -> dict[str, Any]:
+        """Search trial ``number`` of fold ``fold``: the fields of its ``TrialRecord``
+        other than identity and timing. ``UserError`` (and Ctrl-C) end the study; any
+        other exception is a failed trial (``MemoryError``: reason ``oom``)."""
+        try:
+            return self.training.trial(self.folds[fold], number, params)
+        except UserError:
+            raise
+        except Exception as exc:  # a crashing trial must not end the study (MemoryError is an Exception)
+            return failure_fields(exc)
+
+    def final(self, fold: int, best: Best) -> Final:
+        """The best configuration of fold ``fold`` trained on train + val, scored once."""
+        return self.training.final(self.folds[fold], best)
+
+
+@dataclass
+class InProcessWorkers:
+    """The worker of an in-process slot, on the inputs the driver loaded."""
+
+    spec: JobSpec
+    inputs: Inputs
+    events: StudyEvents
+
+    def __call__(self, slot: Slot) -> TrialWorker:
+        return TrialWorker(Training(self.spec, self.inputs, self.events), slot)
+
+
+@dataclass(frozen=True)
+class LoadingWorkers:
+    """The worker of a remote slot: loads the job's inputs there, once per worker."""
+
+    spec: JobSpec
+    data_home: Path | None
+    out_dir: Path
+
+    def __call__(self, slot: Slot) -> TrialWorker:
+        from serbench.plugin.registry import registry
+
+        reg = registry()
+        plugins = resolve_plugins(self.spec, reg)
+        inputs = load_inputs(self.spec, plugins, reg, self.data_home, self.out_dir, lambda message: None)
+        return TrialWorker(Training(self.spec, inputs, StudyEvents()), slot)
