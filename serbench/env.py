@@ -58,10 +58,25 @@ LOCK_HELD = Variable(
     "started this process holds the job folder's lock, so this one takes none",
 )
 HF_OFFLINE = Variable("HF_HUB_OFFLINE", None, "Hugging Face's: 1 forbids hub downloads", to_containers=True)
+RAY_ADDRESS = Variable(
+    "SERBENCH_RAY_ADDRESS", None,
+    "the ray backend's cluster when neither the job's execution.options.address nor --ray-address names one "
+    "(default: local, a private Ray instance on this machine)",
+)
 
 VARIABLES: tuple[Variable, ...] = (
     DATA, MODELS, CACHE, CACHE_MB, PLUGINS, DISABLE_PLUGINS, DEBUG, EXECUTOR, WORKER, LOCK_HELD, HF_OFFLINE,
+    RAY_ADDRESS,
 )
+
+TO_SLOTS: tuple[Variable, ...] = (DATA, MODELS, CACHE, CACHE_MB, PLUGINS, DISABLE_PLUGINS, DEBUG, HF_OFFLINE)
+"""Passed on from the driver to every execution slot that loads its own inputs (a Ray
+worker on another node): where the corpora, models and cache are, and which plugins."""
+
+
+def for_slots() -> dict[str, str]:
+    """The :data:`TO_SLOTS` variables set here, by name."""
+    return {v.name: os.environ[v.name] for v in TO_SLOTS if os.environ.get(v.name)}
 
 
 def get(variable: Variable) -> str | None:

@@ -16,10 +16,12 @@ lost slot) and :meth:`TrialWorker.final` (the fold's final model and its scores)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serbench import env
 from serbench.errors import UserError
 from serbench.execution.backend import Slot
 from serbench.results.schema import Best
@@ -69,15 +71,18 @@ class InProcessWorkers:
 
 @dataclass(frozen=True)
 class LoadingWorkers:
-    """The worker of a remote slot: loads the job's inputs there, once per worker."""
+    """The worker of a remote slot: loads the job's inputs there, once per worker, with
+    the driver's ``SERBENCH_*`` paths and plugin choices (``env.TO_SLOTS``) in force."""
 
     spec: JobSpec
     data_home: Path | None
     out_dir: Path
+    environment: dict[str, str] = field(default_factory=env.for_slots)
 
     def __call__(self, slot: Slot) -> TrialWorker:
         from serbench.plugin.registry import registry
 
+        os.environ.update(self.environment)
         reg = registry()
         plugins = resolve_plugins(self.spec, reg)
         inputs = load_inputs(self.spec, plugins, reg, self.data_home, self.out_dir, lambda message: None)
