@@ -1,8 +1,17 @@
-"""``serbench doctor [--fix]``: what this installation has, and one fix.
+"""``serbench doctor [--fix] [--backend local|ray] [--ray-address ADDR]``: what this
+installation has, and one fix; with ``--backend ray``, what every node of a Ray cluster has.
 
 Prints a check list on stdout: Python and torch versions, whether torchaudio imports,
 the CPUs and memory limit available, the data home and the models folder. Exits 0 when
 everything serbench needs works, else 1.
+
+``--backend ray`` then connects to the cluster ``run`` would use (``--ray-address``, else
+``$SERBENCH_RAY_ADDRESS``, else ``local``) and checks, on every alive node, what a slot
+needs there (:mod:`serbench.execution.nodes`): serbench at this version, torch at this
+version, and this process's data home, ``$SERBENCH_MODELS`` and ``$SERBENCH_CACHE`` (writable)
+at the same paths. One line per node (address, CPUs, memory, ``OK`` or what is missing);
+exit 0 when every node has everything, 1 when one lacks something (its line names the node
+and what), 2 with one line on stderr when the cluster cannot be reached.
 
 torchaudio's wheels on PyPI are built against CUDA torch; beside a CPU build of torch
 their compiled extension cannot load and ``import torchaudio`` fails, although the parts
@@ -19,6 +28,7 @@ import sys
 from pathlib import Path
 
 from serbench import env
+from serbench.errors import UserError
 
 NAME = "doctor"
 
@@ -26,10 +36,54 @@ NAME = "doctor"
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(NAME, help="check the installation (and --fix what can be fixed)")
     parser.add_argument("--fix", action="store_true", help="remove torchaudio's unloadable compiled extension")
+    parser.add_argument(
+        "--backend",
+        default="local",
+        help="local (default: this installation) or ray: also check every node of the Ray cluster",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the cluster --backend ray checks: local, auto or HOST:PORT (default $SERBENCH_RAY_ADDRESS, else local)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    return report(fix=args.fix)
+    if args.backend not in ("local", "ray"):
+        raise UserError(f"doctor --backend: {args.backend!r}; doctor checks local (this installation) or ray (a cluster)")
+    if args.ray_address is not None and args.backend != "ray":
+        raise UserError("--ray-address: only with --backend ray")
+    if args.backend == "local":
+        return report(fix=args.fix)
+    from serbench.execution.nodes import address_in_force
+
+    address = address_in_force(args.ray_address)  # bad input fails before anything is printed
+    status = report(fix=args.fix)
+    return max(status, report_cluster(address))
+
+
+def report_cluster(address: str) -> int:
+    """Check every node of the Ray cluster at ``address``; 0 when each can run a slot."""
+    from serbench.execution.nodes import check_cluster, wanted_here
+
+    wanted = wanted_here()
+    print(f"ray: connecting to {address} ...", flush=True)
+    cluster = check_cluster(address, wanted)
+    print(f"ray cluster at {cluster.where}: {len(cluster.nodes)} node{'' if len(cluster.nodes) == 1 else 's'} alive; "
+          f"each needs serbench {wanted.serbench}, torch {wanted.torch}, "
+          + ", ".join(f"{label} {path or '(unset: its default)'}{' (writable)' if label in wanted.writable else ''}"
+                     for label, path in wanted.folders.items()))
+    for node in cluster.nodes:
+        print(node.line())
+    if cluster.ok:
+        print("ray: every node has what a slot needs")
+        return 0
+    if not cluster.nodes:
+        print("ray: no node is alive")
+        return 1
+    lacking = [node for node in cluster.nodes if not node.ok]
+    print(f"ray: {len(lacking)} of {len(cluster.nodes)} nodes lack what a slot needs (above)")
+    return 1
 
 
 def torchaudio_imports() -> tuple[bool, str]:

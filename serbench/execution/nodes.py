@@ -1,0 +1,323 @@
+"""What a slot needs on every node of a Ray cluster, checked there: ``serbench doctor
+--backend ray``.
+
+A ray slot imports serbench and torch on its node and reads the driver's ``SERBENCH_*``
+folders at the same paths (:data:`serbench.env.TO_SLOTS`). :func:`check_cluster`
+connects to a cluster (``local``, ``auto`` or ``HOST:PORT``, as the ray backend's
+``address``) and runs one small Ray task on every alive node, pinned to it
+(``NodeAffinitySchedulingStrategy(node_id, soft=False)``, no CPU asked, so a busy node
+answers too). The task checks that serbench imports at the driver's version, that torch
+is the driver's version, and that the driver's data home, ``$SERBENCH_MODELS`` and
+``$SERBENCH_CACHE`` are folders there (the cache writable). The task's function is
+shipped by value and imports nothing but the standard library before its checks, so a
+node without serbench still answers and says so.
+
+``ray`` is imported only inside the functions. Ray's own output (its C++ components log
+on stderr) goes to a file for the length of the check, so the command's output is its
+own lines; a failure to connect is one :class:`~serbench.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import socket
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from serbench import env
+from serbench.errors import UserError
+
+GIB = 2**30
+CONNECT_TIMEOUT_S = 10.0  # a HOST:PORT that accepts no TCP connection in this long is unreachable
+ANSWER_TIMEOUT_S = 120.0  # a node whose check has not come back by then is reported as not answering
+ADDRESS_PATTERN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})$")
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the driver has, that every node must have too."""
+
+    serbench: str
+    torch: str
+    folders: dict[str, str | None]  # label -> path (None: the node's own default, for the data home)
+    writable: tuple[str, ...] = ()  # the labels of folders a slot writes into
+
+
+@dataclass
+class NodeReport:
+    """One alive node and what it lacks (``problems`` empty: it can run a slot)."""
+
+    ip: str
+    node_id: str
+    head: bool
+    cpus: float
+    memory_bytes: float
+    problems: list[str] = field(default_factory=list)
+    folders: dict[str, str] = field(default_factory=dict)  # label -> the path checked there
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def name(self) -> str:
+        return f"{self.ip} ({self.node_id[:8]}{', head' if self.head else ''})"
+
+    def line(self) -> str:
+        cpus = f"{self.cpus:g} CPU{'' if self.cpus == 1 else 's'}"
+        memory = f"{self.memory_bytes / GIB:.1f} GiB memory"
+        verdict = "OK" if self.ok else "MISSING " + "; ".join(self.problems)
+        return f"node {self.name()}: {cpus}, {memory}: {verdict}"
+
+
+@dataclass
+class ClusterReport:
+    """Where the check connected, and every alive node."""
+
+    address: str
+    where: str
+    nodes: list[NodeReport]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.nodes) and all(node.ok for node in self.nodes)
+
+
+def address_in_force(given: str | None) -> str:
+    """The cluster to check: ``given`` (``--ray-address``), else ``$SERBENCH_RAY_ADDRESS``,
+    else ``local``; ``UserError`` unless it is ``local``, ``auto`` or ``HOST:PORT``."""
+    address = (given if given is not None else env.get(env.RAY_ADDRESS) or "local").strip()
+    if address in ("local", "auto"):
+        return address
+    match = ADDRESS_PATTERN.match(address)
+    if not match or not 0 < int(match["port"]) < 65536:
+        source = "--ray-address" if given is not None else f"${env.RAY_ADDRESS}"
+        raise UserError(f"{source}: {address!r} is not local, auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    return address
+
+
+def wanted_here() -> Wanted:
+    """What this process (the driver) has: versions and the ``SERBENCH_*`` folders."""
+    import serbench
+    import torch
+
+    folders: dict[str, str | None] = {f"${env.DATA}": env.get(env.DATA)}
+    writable = []
+    for variable in (env.MODELS, env.CACHE):
+        if env.get(variable):
+            folders[f"${variable}"] = env.get(variable)
+    if env.get(env.CACHE):
+        writable.append(f"${env.CACHE}")
+    return Wanted(serbench.__version__, torch.__version__, folders, tuple(writable))
+
+
+def check_cluster(address: str, wanted: Wanted, timeout: float = ANSWER_TIMEOUT_S) -> ClusterReport:
+    """Connect to ``address`` and check every alive node (see the module docstring)."""
+    with _ray_output_to_a_file():
+        _connect(address)
+        try:
+            return _check_nodes(address, wanted, timeout)
+        finally:
+            _shutdown_quietly()
+
+
+# --- the driver's side ------------------------------------------------------------------
+
+
+def _check_nodes(address: str, wanted: Wanted, timeout: float) -> ClusterReport:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    try:
+        where = ray.get_runtime_context().gcs_address
+    except Exception:
+        where = address
+    probe = ray.remote(num_cpus=0, max_retries=0)(_probe_function())
+    reports, pending = [], {}
+    for node in sorted(ray.nodes(), key=lambda n: (not _is_head(n), n.get("NodeManagerAddress", ""), n["NodeID"])):
+        if not node.get("Alive"):
+            continue
+        resources = node.get("Resources", {})
+        report = NodeReport(
+            ip=node.get("NodeManagerAddress", "?"), node_id=node["NodeID"], head=_is_head(node),
+            cpus=float(resources.get("CPU", 0.0)), memory_bytes=float(resources.get("memory", 0.0)),
+        )
+        reports.append(report)
+        strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        ref = probe.options(scheduling_strategy=strategy).remote(
+            wanted.serbench, wanted.torch, wanted.folders, list(wanted.writable)
+        )
+        pending[ref] = report
+    ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
+    for ref in ready:
+        report = pending[ref]
+        try:
+            found = ray.get(ref)
+        except Exception as exc:  # the task could not run there (its worker died, the node went away)
+            report.problems.append(f"the check could not run there: {_first_line(exc)}")
+            continue
+        report.problems.extend(found["problems"])
+        report.folders = found["folders"]
+    for ref in late:
+        pending[ref].problems.append(f"the check did not answer within {timeout:g} s (is the node's Python environment broken?)")
+        ray.cancel(ref, force=True)
+    return ClusterReport(address, where, reports)
+
+
+def _is_head(node: dict) -> bool:
+    return "node:__internal_head__" in node.get("Resources", {})
+
+
+def _connect(address: str) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
+    if address == "local":
+        from serbench.execution.limits import cpu_limit
+
+        try:
+            ray.init(address="local", num_cpus=max(1, math.floor(cpu_limit().cpus)), **quiet)
+        except Exception as exc:
+            _shutdown_quietly()
+            raise UserError(f"ray: cannot start a local Ray instance: {_first_line(exc)}") from None
+        return
+    target = _resolve_auto() if address == "auto" else address
+    host, _, port = target.rpartition(":")
+    _reachable_or_die(host.strip("[]"), int(port), address if target == address else f"{target} (auto)")
+    try:
+        ray.init(address=target, **quiet)
+    except Exception as exc:
+        _shutdown_quietly()
+        where = f"the Ray cluster at {target}" + (" (auto)" if address == "auto" else "")
+        raise UserError(f"ray: cannot connect to {where}: {_first_line(exc)}") from None
+
+
+def _resolve_auto() -> str:
+    """The HOST:PORT ``auto`` names, as Ray finds it (``$RAY_ADDRESS``, the cluster ``ray
+    start`` joined here last, or a GCS process running on this machine). Resolved first so
+    an address nothing answers at fails at once: ``ray.init`` would retry it for ever."""
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except Exception as exc:
+        raise UserError(
+            f"ray: auto finds no Ray cluster ({_first_line(exc)}); start one with `ray start --head`, "
+            "or name its head with --ray-address HOST:PORT"
+        ) from None
+
+
+def _reachable_or_die(host: str, port: int, address: str) -> None:
+    """A TCP connection to the head's port, so a wrong address fails in seconds, not after
+    Ray's retries. Ray replaces a loopback host by this machine's address: that is tried too."""
+    hosts = [host]
+    if host in ("127.0.0.1", "localhost", "::1"):
+        import ray
+
+        hosts.append(ray.util.get_node_ip_address())
+    failure: OSError | None = None
+    for candidate in hosts:
+        try:
+            socket.create_connection((candidate, port), timeout=CONNECT_TIMEOUT_S).close()
+            return
+        except OSError as exc:
+            failure = exc
+    reason = failure.strerror or str(failure) if failure else "unreachable"
+    raise UserError(
+        f"ray: cannot reach a Ray cluster at {address} ({reason}); start its head there "
+        f"(ray start --head --port {port}) or check the address"
+    )
+
+
+def _shutdown_quietly() -> None:
+    import ray
+
+    try:
+        ray.shutdown()
+    except Exception:
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else exc.__class__.__name__
+
+
+@contextmanager
+def _ray_output_to_a_file() -> Iterator[Path]:
+    """Ray's C++ components write their warnings to file descriptor 2: send it to a file
+    while Ray is in use here, so stderr keeps to serbench's own one-line messages."""
+    handle, name = tempfile.mkstemp(prefix="serbench-doctor-ray-", suffix=".log")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(handle, 2)
+    try:
+        yield Path(name)
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(handle)
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+
+
+# --- the node's side ----------------------------------------------------------------------
+
+# Compiled into a module of its own that is not importable anywhere (so Ray's cloudpickle
+# ships the function by value): a node without serbench can still run it.
+_PROBE_SOURCE = '''
+def probe(serbench_version, torch_version, folders, writable):
+    """On one node: what it lacks of what the driver has."""
+    import importlib
+    import os
+    import tempfile
+
+    problems = []
+    try:
+        found = importlib.import_module("serbench").__version__
+        if found != serbench_version:
+            problems.append(f"serbench {serbench_version} (this node has serbench {found})")
+    except Exception as exc:
+        problems.append(f"serbench {serbench_version} (import serbench fails: {exc.__class__.__name__}: {exc})")
+    try:
+        found = importlib.import_module("torch").__version__
+        if found != torch_version:
+            problems.append(f"torch {torch_version} (this node has torch {found})")
+    except Exception as exc:
+        problems.append(f"torch {torch_version} (import torch fails: {exc.__class__.__name__}: {exc})")
+    checked = {}
+    for label, path in folders.items():
+        if path is None:  # the data home's default, as a slot computes it on this node
+            base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+            path = os.path.join(base, "serbench")
+            label = label + " (unset: the default)"
+        path = os.path.expanduser(path)
+        checked[label] = path
+        if not os.path.isdir(path):
+            problems.append(f"{label} {path} (no such folder)" if not os.path.exists(path) else f"{label} {path} (not a folder)")
+            continue
+        if label in writable:
+            try:
+                handle, name = tempfile.mkstemp(prefix=".serbench-doctor-", dir=path)
+                os.close(handle)
+                os.unlink(name)
+            except OSError as exc:
+                problems.append(f"{label} {path} (not writable: {exc.strerror or exc})")
+    return {"problems": problems, "folders": checked}
+'''
+
+
+def _probe_function():
+    namespace: dict = {"__name__": "serbench_doctor_node_probe"}
+    exec(compile(_PROBE_SOURCE, "<serbench doctor: node probe>", "exec"), namespace)
+    return namespace["probe"]
