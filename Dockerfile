@@ -71,10 +71,13 @@ RUN pip install --no-cache-dir --no-deps . \
  && serbench doctor --fix \
  && python -c "import speechbrain.inference.classifiers"
 
+# /tmp/ray is Ray's temporary folder (sessions, logs, the nodes' sockets); compose.yaml shares it
+# between the ray-head, ray-worker and ray-job containers as the volume ray-tmp, which takes
+# this folder's owner and mode when it is created.
 RUN useradd --create-home --uid 1000 --shell /bin/bash serbench \
- && mkdir -p /data /models /results /cache/huggingface /cache/wav2vec2_checkpoints \
- && chown -R serbench:serbench /results /cache \
- && chmod 1777 /results /cache /cache/huggingface /cache/wav2vec2_checkpoints \
+ && mkdir -p /data /models /results /cache/huggingface /cache/wav2vec2_checkpoints /tmp/ray \
+ && chown -R serbench:serbench /results /cache /tmp/ray \
+ && chmod 1777 /results /cache /cache/huggingface /cache/wav2vec2_checkpoints /tmp/ray \
  && ln -s /cache/wav2vec2_checkpoints /app/wav2vec2_checkpoints
 
 # Hub downloads go to /cache (a volume in compose.yaml). SpeechBrain's published
