@@ -183,3 +183,95 @@ def test_test_service_builds_the_test_stage_with_data_and_models(command, tmp_pa
     assert found["/models"] == (str(REPO / "models"), True)
     stages = [line.split()[-1] for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("FROM ")]
     assert {"runtime", "test"} <= set(stages), stages
+
+
+# ---------------------------------------------------------------------------------------
+# The Ray services: a cluster on one machine (README, Containers; .ci/container runs it)
+
+RAY_SERVICES = ("ray-head", "ray-worker", "ray-job")
+
+
+def flag(argv: list[str], name: str) -> str:
+    """The value after ``name`` in a command line (``--name VALUE`` or ``--name=VALUE``)."""
+    for i, arg in enumerate(argv):
+        if arg == name:
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"{name} not in {argv}")
+
+
+def test_ray_head_starts_a_head_on_6379_without_dashboard(command, tmp_path):
+    head = resolved(command, tmp_path)["services"]["ray-head"]
+    argv = head["entrypoint"]
+    assert argv[:4] == ["ray", "start", "--head", "--block"], argv
+    assert flag(argv, "--port") == "6379"
+    assert flag(argv, "--include-dashboard") == "false"
+    assert flag(argv, "--num-cpus") == "2"
+    assert head["build"]["target"] == "runtime"
+    assert head["healthcheck"]["test"][-2:] == ["--address", "127.0.0.1:6379"]
+
+
+def test_ray_workers_join_the_head_in_its_network_namespace(command, tmp_path):
+    """Several raylets in one network namespace: every port Ray fixes by default on every
+    node is set to 0 (random); the head's own ports (6379, the dashboard's) are the head's."""
+    config = resolved(command, tmp_path)["services"]
+    worker = config["ray-worker"]
+    argv = worker["entrypoint"]
+    assert argv[:2] == ["ray", "start"] and "--block" in argv and "--head" not in argv, argv
+    assert flag(argv, "--address") == "127.0.0.1:6379"
+    assert worker["network_mode"] == "service:ray-head"
+    assert "container_name" not in worker  # scalable
+    import ray._private.ray_constants as ray_constants
+
+    per_node_defaults = {"--dashboard-agent-listen-port": ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT}
+    for name, default in per_node_defaults.items():
+        assert default, f"Ray no longer fixes {name}: update compose.yaml and this test"
+        for service in ("ray-head", "ray-worker"):
+            assert flag(config[service]["entrypoint"], name) == "0", (service, name)
+
+
+def test_ray_job_is_the_driver_in_the_heads_namespaces(command, tmp_path):
+    config = resolved(command, tmp_path)["services"]
+    driver = config["ray-job"]
+    assert driver["network_mode"] == "service:ray-head"
+    assert driver["pid"] == "service:ray-head"  # a Ray driver looks for its raylet among its processes
+    environment = driver["environment"]
+    if isinstance(environment, list):
+        environment = dict(item.partition("=")[::2] for item in environment)
+    assert environment["SERBENCH_RAY_ADDRESS"] == "127.0.0.1:6379"
+    assert environment["RAY_AUTH_MODE"] == "disabled"
+    args = build_parser().parse_args([*driver["entrypoint"][1:], "--parallel", "2", "jobs/smoke_emodb.yaml"])
+    assert (args.command, args.backend, args.ray_address, args.parallel, str(args.out)) == (
+        "run", "ray", "127.0.0.1:6379", 2, "/results"
+    )
+    default = build_parser().parse_args([*driver["entrypoint"][1:], *driver["command"]])
+    assert (REPO / default.job).is_file()
+    # Ray's temporary folder (its sockets) is the head's and the driver's; a worker keeps its own.
+    assert mounts(config["ray-head"])["/tmp/ray"][0].endswith("ray-tmp")
+    assert mounts(driver)["/tmp/ray"][0].endswith("ray-tmp")
+    assert "/tmp/ray" not in mounts(config["ray-worker"])
+    # `run job` stays a job of its own: it never starts the Ray head.
+    assert "network_mode" not in config["job"] and "depends_on" not in config["job"]
+
+
+@pytest.mark.parametrize("service", RAY_SERVICES)
+def test_ray_services_mount_what_job_mounts_at_the_same_paths(command, tmp_path, service):
+    config = resolved(command, tmp_path)["services"]
+    job = mounts(config["job"])
+    found = mounts(config[service])
+    for target in ("/app/jobs", "/data", "/models", "/results", "/cache"):
+        assert found[target] == job[target], (service, target)
+
+
+def test_ray_node_limits_follow_the_environment(command, tmp_path):
+    default = resolved(command, tmp_path)["services"]
+    changed = resolved(command, tmp_path, SERBENCH_RAY_CPUS="1", SERBENCH_RAY_MEMORY="3g", SERBENCH_MEMORY="4g")["services"]
+    for service in ("ray-head", "ray-worker"):
+        assert float(default[service]["cpus"]) == 2 and size_bytes(default[service]["mem_limit"]) == 8 * GIB
+        assert flag(changed[service]["entrypoint"], "--num-cpus") == "1"
+        assert float(changed[service]["cpus"]) == 1
+        assert size_bytes(changed[service]["mem_limit"]) == 3 * GIB
+        assert size_bytes(changed[service]["memswap_limit"]) == 3 * GIB
+    assert size_bytes(changed["ray-job"]["mem_limit"]) == 4 * GIB  # the driver: the job container's limits
+    assert "ray-tmp" in resolved(command, tmp_path)["volumes"]
