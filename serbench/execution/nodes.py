@@ -154,6 +154,8 @@ def _check_nodes(address: str, wanted: Wanted, timeout: float) -> ClusterReport:
             wanted.serbench, wanted.torch, wanted.folders, list(wanted.writable)
         )
         pending[ref] = report
+    if not pending:
+        return ClusterReport(address, where, reports)
     ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
     for ref in ready:
         report = pending[ref]
@@ -166,7 +168,10 @@ def _check_nodes(address: str, wanted: Wanted, timeout: float) -> ClusterReport:
         report.folders = found["folders"]
     for ref in late:
         pending[ref].problems.append(f"the check did not answer within {timeout:g} s (is the node's Python environment broken?)")
-        ray.cancel(ref, force=True)
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:
+            pass
     return ClusterReport(address, where, reports)
 
 
