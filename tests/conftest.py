@@ -133,3 +133,15 @@ def speechbrain_checkpoint(tmp_path_factory):
     from speechbrain_checkpoint import write_checkpoint  # tests/backbones/, on the path of its tests
 
     return write_checkpoint(tmp_path_factory.mktemp("sb") / "emotion-recognition-wav2vec2-IEMOCAP")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real two-node Ray cluster (one CPU and 3 GB of Ray memory per node) in a network
+    namespace of its own, one per test module (see tests/ray_cluster.py); drivers run in
+    the namespace through ``ray_cluster.driver``/``run``. Fails, never skips, without
+    ``ip netns``."""
+    from ray_cluster import RayCluster  # tests/, on the path of every test
+
+    with RayCluster(nodes=2, cpus=1, memory_gb=3) as cluster:
+        yield cluster

@@ -139,7 +139,7 @@ class RayBackend(ExecutionBackend):
             where = connection.where()
             _check_fits(nodes, resources, where)
             cpus = sum(n["Resources"].get("CPU", 0.0) for n in nodes)
-            self._described = f"ray at {where} ({len(nodes)} node{'s' * (len(nodes) != 1)}, {cpus:g} CPUs)"
+            self._described = f"ray at {where} ({_count(len(nodes), 'node')}, {_count(cpus, 'CPU')})"
             try:
                 factory_ref = ray.put(factory)
             except Exception as exc:
@@ -317,9 +317,9 @@ class RayPool(Pool):
         memory = max((n["Resources"].get("memory", 0.0) for n in nodes), default=0.0)
         return (
             f"ray: no slot of the pool has been able to start for {self._options.placement_timeout_s:g} s "
-            f"while calls wait: a slot needs {self.resources.cpus:g} CPUs and {self.resources.memory_gb:g} GB, "
-            f"and the cluster at {self._connection.where()} has {len(nodes)} alive node{'s' * (len(nodes) != 1)} "
-            f"(at most {cpus:g} CPUs and {memory / GIB:.1f} GB each, some of it perhaps in use)"
+            f"while calls wait: a slot needs {_count(self.resources.cpus, 'CPU')} and {self.resources.memory_gb:g} GB, "
+            f"and the cluster at {self._connection.where()} has {_count(len(nodes), 'alive node')} "
+            f"(at most {_count(cpus, 'CPU')} and {memory / GIB:.1f} GB each, some of it perhaps in use)"
         )
 
     # -- results -------------------------------------------------------------------------
@@ -354,8 +354,9 @@ class RayPool(Pool):
             return Done(call.key, state.slot, error=_unwrap(exc), submitted=call.submitted, ended=time.time())
         except ray.exceptions.RayError as exc:
             reason, oom = self._loss(state, exc)
+            slot = state.slot
             self._replace(state)
-            return Done(call.key, state.slot, lost=reason, oom=oom, submitted=call.submitted, ended=time.time())
+            return Done(call.key, slot, lost=reason, oom=oom, submitted=call.submitted, ended=time.time())
         self._idle.append(state)
         if ok:
             return Done(call.key, state.slot, value=payload, submitted=call.submitted, started=started, ended=ended)
@@ -375,9 +376,9 @@ class RayPool(Pool):
         except Exception:
             pass
         text = str(exc)
-        oom = isinstance(exc, ray.exceptions.OutOfMemoryError) or bool(
-            re.search(r"low on memory|out of memory|OOM", text, re.I)
-        )
+        # Ray's memory monitor says "low on memory"; Ray's text for any worker that died
+        # unexpectedly mentions an "OOM killer" among possible causes, which says nothing.
+        oom = isinstance(exc, ray.exceptions.OutOfMemoryError) or bool(re.search(r"low on memory|memory pressure", text, re.I))
         if isinstance(exc, ray.exceptions.NodeDiedError) or re.search(r"node.{0,40}(died|dead)", text, re.I):
             what = "node"
         else:
@@ -400,9 +401,9 @@ def _check_fits(nodes: list[dict], resources: Resources, where: str) -> None:
         return
     have = largest["Resources"]
     raise UserError(
-        f"resources: one slot needs {need_cpu:g} CPUs and {resources.memory_gb:g} GB, but no node of the ray "
+        f"resources: one slot needs {_count(need_cpu, 'CPU')} and {resources.memory_gb:g} GB, but no node of the ray "
         f"cluster at {where} has that: the largest ({largest.get('NodeManagerAddress', '?')}, of {len(nodes)} "
-        f"alive) has {have.get('CPU', 0.0):g} CPUs and {have.get('memory', 0.0) / GIB:.1f} GB; lower "
+        f"alive) has {_count(have.get('CPU', 0.0), 'CPU')} and {have.get('memory', 0.0) / GIB:.1f} GB; lower "
         "resources.cpus or resources.memory_gb, or add a larger node"
     )
 
@@ -416,6 +417,11 @@ def _unwrap(exc: BaseException) -> BaseException:
         return exc.as_instanceof_cause()  # type: ignore[attr-defined]
     except Exception:
         return exc
+
+
+def _count(number: float, noun: str) -> str:
+    """``1 CPU``, ``2 CPUs``, ``0.5 CPUs``."""
+    return f"{number:g} {noun}{'' if number == 1 else 's'}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -113,24 +113,30 @@ class KitWorker:
         """Raise ``error``."""
         raise error
 
-    def allocate(self, gb: float, seconds: float = 0.0, marker: str | None = None, keep: bool = False) -> dict[str, Any]:
-        """Allocate and touch ``gb`` GiB in 64 MiB steps, then hold it ``seconds``
-        (``keep``: in one sleep, in native code, and kept by the worker afterwards;
-        otherwise in short Python-level steps, freed when the call ends)."""
+    def allocate(self, gb: float, seconds: float = 0.0, marker: str | None = None, swallow: bool = False) -> dict[str, Any]:
+        """Allocate and touch ``gb`` GiB in 64 MiB steps, then hold it ``seconds`` in short
+        Python-level sleeps, and free it when the call ends. ``swallow``: a worker that
+        catches the ``MemoryError`` a memory guard raises in it and keeps allocating and
+        holding its memory (on ``self``) regardless."""
         if marker:
             with open(marker, "a", encoding="utf-8") as handle:
                 handle.write(f"{os.getpid()}\n")
         step = 64 * 2**20
-        chunks = []
-        for _ in range(max(1, int(gb * 2**30 // step))):
-            chunks.append(bytearray(b"\1") * step)
-        if keep:
+        steps = max(1, int(gb * 2**30 // step))
+        chunks: list[bytearray] = []
+        if swallow:
             self.kept = chunks
-            time.sleep(seconds)
-        else:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                time.sleep(0.01)
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                while len(chunks) < steps:
+                    chunks.append(bytearray(b"\1") * step)
+                while time.monotonic() < deadline:
+                    time.sleep(0.01)
+                break
+            except MemoryError:
+                if not swallow:
+                    raise
         return self.report(allocated=len(chunks) * step)
 
 
