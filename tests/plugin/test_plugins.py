@@ -22,7 +22,7 @@ from serbench.plugin.kinds import KINDS, PLUGIN_KINDS, plugin_kind
 from serbench.plugin.registry import load_plugins, registry
 
 REPO = Path(__file__).resolve().parents[2]
-BUILT_INS = {"engine": "random", "dataset": "emodb", "backbone": "whisper"}  # one per kind
+BUILT_INS = {"engine": "random", "dataset": "emodb", "backbone": "whisper", "backend": "local"}  # one per kind
 
 ACME_ENGINE = '''
 import serbench
