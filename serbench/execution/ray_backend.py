@@ -46,6 +46,8 @@ The contract of :mod:`serbench.execution.backend`, as this backend keeps it:
 - **Errors.** The actor returns what a method raised as a value, with its times, so the
   driver's ``Done.error`` is the original exception (a ``UserError`` stays one); a
   ``RayTaskError`` that gets through anyway is unwrapped to its ``cause``.
+- **Quiet.** Ray's usage statistics are off unless ``RAY_USAGE_STATS_ENABLED`` says
+  otherwise; the slots' own output stays in Ray's log files.
 - **Overhead.** The driver never sleeps to poll: ``wait`` blocks in ``ray.wait`` on the
   calls in flight and the readiness of starting actors.
 """
@@ -58,6 +60,7 @@ import math
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -238,7 +241,6 @@ class RayPool(Pool):
         if self._closed:
             return
         self._closed = True
-        ray = self._ray
         for state in self._slots:
             self._kill(state)
         self._queue.clear()
@@ -251,7 +253,6 @@ class RayPool(Pool):
             internal_kv._internal_kv_del(f"oom:{self._token}:", del_by_prefix=True, namespace=KV_NAMESPACE)
         except Exception:
             pass
-        del ray
         self._connection.release()
 
     # -- what tests and logs may look at --------------------------------------------------
@@ -293,8 +294,14 @@ class RayPool(Pool):
         while self._queue and self._idle:
             state = self._idle.popleft()
             call = self._queue.popleft()
+            try:
+                ref = state.actor.call.remote(call.method, *call.args)
+            except Exception as exc:  # arguments Ray cannot pickle: the call's error, not the slot's
+                self._idle.appendleft(state)
+                self._done.append(Done(call.key, state.slot, error=exc, submitted=call.submitted))
+                continue
             state.call = call
-            self._inflight[state.actor.call.remote(call.method, *call.args)] = state
+            self._inflight[ref] = state
 
     def _wait_for_a_slot(self) -> None:
         """Calls are queued and none runs: wait (bounded) for a slot to become ready."""
@@ -444,6 +451,11 @@ class _Connection:
         import ray
 
         current = cls._current
+        if current is not None and ray.is_initialized() and current.address != address:
+            raise UserError(
+                f"ray: this process is connected to Ray ({current.address}) by a pool still open; "
+                f"close it before opening one at {address}"
+            )
         if current is None or not ray.is_initialized():
             if ray.is_initialized():  # the caller's own session
                 current = cls(address, owned=False)
@@ -484,12 +496,11 @@ def _init(address: str) -> None:
         try:
             ray.init(address="local", num_cpus=cpus, **quiet)
         except Exception as exc:
+            _shutdown_quietly()
             raise UserError(f"ray: cannot start a local Ray instance: {_first_line(exc)}") from None
         return
     if address != "auto":
         host, _, port = address.rpartition(":")
-        import socket
-
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
         except OSError as exc:
@@ -500,8 +511,19 @@ def _init(address: str) -> None:
     try:
         ray.init(address=address, **quiet)
     except Exception as exc:
+        _shutdown_quietly()
         where = "the cluster Ray finds (RAY_ADDRESS)" if address == "auto" else f"the Ray cluster at {address}"
         raise UserError(f"ray: cannot connect to {where}: {_first_line(exc)}") from None
+
+
+def _shutdown_quietly() -> None:
+    """Undo what a failed ``ray.init`` may have set up."""
+    import ray
+
+    try:
+        ray.shutdown()
+    except Exception:
+        pass
 
 
 # --- the slot's side ----------------------------------------------------------------------
