@@ -26,7 +26,9 @@ The contract of :mod:`serbench.execution.backend`, as this backend keeps it:
 - **Losses.** A call whose actor, worker process or node dies comes back ``lost`` (Ray's
   ``RayActorError``, ``WorkerCrashedError``, ``NodeDiedError``, ``ObjectLostError``...), with
   ``oom=True`` when memory was the cause: the slot's memory guard killed it, or Ray's own
-  memory monitor did (``OutOfMemoryError``). The pool then replaces that slot's actor. A
+  memory monitor did (``OutOfMemoryError``). A call sent to a slot that died while idle
+  comes back lost too, never started (``started`` None): Ray tells of a dead actor when
+  it is called. The pool then replaces that slot's actor. A
   replacement that cannot be placed (the cluster shrank) stays pending while the other
   slots go on; only when calls are queued and *no* slot is alive does :meth:`RayPool.wait`
   wait for one, at most ``options.placement_timeout_s`` seconds, and then raise a
