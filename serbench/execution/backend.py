@@ -9,7 +9,10 @@ study then drives the pool:
 1. ``pool.submit(key, method, *args)`` queues the call ``worker.<method>(*args)``; a
    free slot runs it (never more than ``parallel`` calls at once, in submission order);
 2. ``pool.wait()`` blocks until a call has ended and returns it as a :class:`Done`, in
-   the order calls end (``None`` when nothing is queued or running);
+   the order calls end (``None`` when nothing is queued or running); when calls are
+   queued and no slot can run them any more (every slot lost, none can be placed),
+   it raises a :class:`~serbench.errors.UserError` after a bounded wait the backend
+   documents, rather than block forever;
 3. ``pool.close()`` stops every slot (also when the study stops with an error).
 
 A :class:`Done` carries exactly one of:
@@ -83,7 +86,8 @@ class Pool(ABC):
 
     @abstractmethod
     def wait(self) -> Done | None:
-        """The next call to end; None when nothing is queued or running."""
+        """The next call to end; None when nothing is queued or running. ``UserError``
+        when calls are queued and no slot can run them (after a bounded wait)."""
 
     @property
     @abstractmethod
