@@ -76,9 +76,12 @@ class Done:
 
 
 class Pool(ABC):
-    """``parallel`` slots running calls on their workers (see the module docstring)."""
+    """``parallel`` slots running calls on their workers (see the module docstring);
+    ``resources``: what each slot is granted (the job's, or less where the backend shares
+    a machine out between its slots)."""
 
     parallel: int
+    resources: Resources
 
     @abstractmethod
     def submit(self, key: Hashable, method: str, *args: Any) -> None:

@@ -24,6 +24,7 @@ from serbench.spec import Resources
 class LocalPool(Pool):
     def __init__(self, slot: Slot, factory: WorkerFactory):
         self.parallel = 1
+        self.resources = Resources(cpus=slot.cpus, memory_gb=slot.memory_gb)
         self.slot = slot
         self._factory = factory
         self._worker: Any = None

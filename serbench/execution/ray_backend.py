@@ -1,7 +1,7 @@
 """The ``ray`` execution backend: one Ray actor per slot, on this machine or a cluster.
 
-``options.address`` says which Ray: ``local`` (the default) starts a private Ray instance
-here, sized to the CPUs this process may use (:func:`serbench.execution.limits.cpu_limit`),
+``options.address`` says which Ray (default ``$SERBENCH_RAY_ADDRESS``, else ``local``):
+``local`` starts a private Ray instance here, sized to the CPUs this process may use (:func:`serbench.execution.limits.cpu_limit`),
 and stops it when the pool closes; ``auto`` joins the cluster Ray finds (``RAY_ADDRESS``,
 or the one started last on this machine); ``HOST:PORT`` joins the cluster whose head
 listens there. Joining a cluster never stops it: closing the pool only disconnects.
@@ -20,7 +20,8 @@ The contract of :mod:`serbench.execution.backend`, as this backend keeps it:
   worker is built by ``factory(Slot(...))`` on the slot's *first call*, inside that call
   (its time, its memory guard, and an error it raises is that call's ``error``). The
   factory is pickled once (``ray.put``) and shared by every slot. ``Slot.node`` is the
-  node's IP address.
+  node's IP address and the start of its Ray node id (``10.0.0.5/3f2a9c1d``: several
+  nodes may share one address, as containers sharing a network namespace do).
 - **Readiness.** A slot takes calls once its actor has answered a cheap ``ready()``;
   calls queue in the driver (FIFO) and go to idle ready slots, one at a time each.
 - **Losses.** A call whose actor, worker process or node dies comes back ``lost`` (Ray's
@@ -72,7 +73,7 @@ from typing import Any, Hashable
 
 from pydantic import Field, field_validator
 
-from serbench import hookimpl
+from serbench import env, hookimpl
 from serbench.errors import UserError
 from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot, WorkerFactory
 from serbench.execution.isolate import process_tree, tree_rss_bytes
@@ -97,10 +98,10 @@ class SlotMemoryError(MemoryError):
 
 
 class RayOptions(StrictModel):
-    address: str = Field(
-        "local",
+    address: str | None = Field(
+        None,
         description="local (a private Ray instance here), auto (the cluster Ray finds: RAY_ADDRESS) "
-        "or HOST:PORT (a cluster's head).",
+        "or HOST:PORT (a cluster's head); default $SERBENCH_RAY_ADDRESS, else local.",
     )
     placement_timeout_s: float = Field(
         300.0, gt=0, description="With calls queued and no slot alive, how long to wait for one to start."
@@ -108,14 +109,31 @@ class RayOptions(StrictModel):
 
     @field_validator("address")
     @classmethod
-    def _address(cls, address: str) -> str:
-        address = address.strip()
-        if address in ("local", "auto"):
-            return address
-        match = _HOST_PORT.match(address)
-        if not match or not 0 < int(match["port"]) < 65536:
-            raise ValueError(f"{address!r} is not local, auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    def _address(cls, address: str | None) -> str | None:
+        return None if address is None else checked_address(address)
+
+    def resolved_address(self) -> str:
+        """The address in force: this option, else ``$SERBENCH_RAY_ADDRESS``, else ``local``."""
+        if self.address is not None:
+            return self.address
+        given = env.get(env.RAY_ADDRESS)
+        if given is None:
+            return "local"
+        try:
+            return checked_address(given)
+        except ValueError as exc:
+            raise UserError(f"{env.RAY_ADDRESS}: {exc}") from None
+
+
+def checked_address(address: str) -> str:
+    """``address`` stripped when it is ``local``, ``auto`` or ``HOST:PORT``; else ValueError."""
+    address = address.strip()
+    if address in ("local", "auto"):
         return address
+    match = _HOST_PORT.match(address)
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"{address!r} is not local, auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    return address
 
 
 # --- the driver's side ------------------------------------------------------------------
@@ -135,16 +153,25 @@ class RayBackend(ExecutionBackend):
     def open(self, parallel: int, resources: Resources, factory: WorkerFactory) -> "RayPool":
         if parallel < 1:
             raise UserError(f"execution.parallel: {parallel}; a pool needs at least one slot")
-        address = self.options.address
+        address = self.options.resolved_address()
         connection = _Connection.acquire(address)
         try:
             import ray
 
             nodes = [n for n in ray.nodes() if n.get("Alive")]
             where = connection.where()
+            asked = resources
+            if address == "local":
+                resources = shared_out(resources, parallel, nodes)
             _check_fits(nodes, resources, where)
             cpus = sum(n["Resources"].get("CPU", 0.0) for n in nodes)
             self._described = f"ray at {where} ({_count(len(nodes), 'node')}, {_count(cpus, 'CPU')})"
+            if resources != asked:
+                self._described += (
+                    f"; each of the {parallel} slots gets {resources.cpus:g} CPU and {resources.memory_gb:g} GB "
+                    f"(the job asks {asked.cpus:g} and {asked.memory_gb:g} per trial: more than fit {parallel} "
+                    "times on this machine)"
+                )
             try:
                 factory_ref = ray.put(factory)
             except Exception as exc:
@@ -155,7 +182,7 @@ class RayBackend(ExecutionBackend):
             raise
 
     def describe(self) -> str:
-        return self._described or f"ray ({self.options.address})"
+        return self._described or f"ray ({self.options.address or 'default address'})"
 
 
 @dataclass
@@ -396,6 +423,21 @@ class RayPool(Pool):
         return f"{where}: the slot's {what} died ({exc.__class__.__name__}: {_first_line(exc)})", oom
 
 
+def shared_out(resources: Resources, parallel: int, nodes: list[dict]) -> Resources:
+    """For a private instance on this machine: each of ``parallel`` slots gets the job's
+    ``resources``, or an equal share of the machine's CPUs and Ray memory where
+    ``parallel`` such slots would not fit at once (never more than asked), so ``--parallel
+    N`` really runs N trials here."""
+    if not nodes:
+        return resources
+    have = nodes[0]["Resources"]
+    cpus = math.floor(100 * have.get("CPU", 0.0) / parallel) / 100
+    memory_gb = math.floor(100 * have.get("memory", 0.0) / GIB / parallel) / 100
+    if cpus <= 0 or memory_gb <= 0:
+        return resources
+    return Resources(cpus=min(resources.cpus, cpus), memory_gb=min(resources.memory_gb, memory_gb))
+
+
 def _check_fits(nodes: list[dict], resources: Resources, where: str) -> None:
     need_cpu, need_memory = resources.cpus, resources.memory_gb * GIB
 
@@ -538,7 +580,8 @@ class _SlotActor:
     def __init__(self, index: int, cpus: float, memory_gb: float, factory: WorkerFactory, token: str):
         import ray
 
-        self.slot = Slot(index, ray.util.get_node_ip_address(), cpus, memory_gb)
+        node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+        self.slot = Slot(index, node, cpus, memory_gb)
         try:
             import torch
 

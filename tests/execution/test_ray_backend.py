@@ -104,6 +104,22 @@ def test_a_bad_ray_address_is_a_one_line_error(address):
     assert "local, auto or HOST:PORT" in message
 
 
+def test_the_default_address_comes_from_serbench_ray_address(monkeypatch):
+    from serbench.errors import UserError
+    from serbench.execution.ray_backend import RayBackend
+
+    options = plugin_options(RayBackend.Options, {}, "execution.options")
+    monkeypatch.delenv("SERBENCH_RAY_ADDRESS", raising=False)
+    assert options.resolved_address() == "local"
+    monkeypatch.setenv("SERBENCH_RAY_ADDRESS", " 127.0.0.1:6379 ")
+    assert options.resolved_address() == "127.0.0.1:6379"
+    given = plugin_options(RayBackend.Options, {"address": "auto"}, "execution.options")
+    assert given.resolved_address() == "auto"  # the job's (or --ray-address's) choice wins
+    monkeypatch.setenv("SERBENCH_RAY_ADDRESS", "nowhere")
+    with pytest.raises(UserError, match=r"^SERBENCH_RAY_ADDRESS: 'nowhere' is not local, auto or HOST:PORT"):
+        options.resolved_address()
+
+
 def test_ray_options_reject_unknown_keys():
     from serbench.execution.ray_backend import RayBackend
 
