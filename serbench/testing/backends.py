@@ -59,12 +59,11 @@ import time
 import uuid
 from typing import Any, Hashable, Mapping
 
-from pydantic import BaseModel, ValidationError
 
 from serbench.errors import UserError
 from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot
 from serbench.spec import Resources
-from serbench.testing.contract import ContractError, clause
+from serbench.testing.contract import ContractError, clause, options_problem
 
 CALL_S = 0.3  # how long each of the kit's calls sleeps
 CLOCK_SKEW_S = 2.0  # allowed between the driver's clock and a slot's
@@ -186,22 +185,16 @@ def check_declaration(backend_cls, options=None, parallel: int = 2) -> Execution
         raise broken("the class must subclass serbench.execution.ExecutionBackend")
     if not isinstance(getattr(backend_cls, "name", None), str) or not backend_cls.name:
         raise broken("the class needs a non-empty string `name`")
-    model = backend_cls.Options
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise broken("`Options` must be a pydantic model")
-    try:
-        model.model_validate({**dict(options or {}), "no_such_option_xyz": 1})
-    except ValidationError:
-        pass
-    else:
-        raise broken("`Options` accepts unknown keys (use serbench.spec.StrictModel)")
+    problem = options_problem(backend_cls.Options, dict(options or {}))
+    if problem is not None:
+        raise broken(problem)
     limit = backend_cls.max_parallel
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise broken(f"`max_parallel` must be None or a positive int, not {limit!r}")
     if limit is not None and parallel > limit:
         raise broken(f"the kit was asked for parallel={parallel}, above the class's max_parallel={limit}")
     with _clause(backend_cls, name):
-        return backend_cls(model.model_validate(dict(options or {})))
+        return backend_cls(backend_cls.Options.model_validate(dict(options or {})))
 
 
 def check_idle_wait(backend_cls, pool: Pool) -> None:
@@ -409,44 +402,41 @@ def _collect(backend_cls, pool: Pool, name: str, count: int) -> list[Done]:
     return dones
 
 
-def _wait(backend_cls, pool: Pool, name: str) -> Done | None:
-    """``pool.wait()``, failing the clause if it takes longer than ``WAIT_TIMEOUT_S``."""
+def _bounded(call, timeout: float) -> dict[str, Any]:
+    """Run ``call()`` in a thread for at most ``timeout`` seconds: ``{"value": ...}``,
+    ``{"error": exc}``, or ``{}`` when it had not returned (the thread is left behind)."""
     box: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            box["done"] = pool.wait()
+            box["value"] = call()
         except BaseException as exc:  # handed to the kit's thread
             box["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    thread.join(WAIT_TIMEOUT_S)
-    if thread.is_alive():
+    thread.join(timeout)
+    return {} if thread.is_alive() else box
+
+
+def _wait(backend_cls, pool: Pool, name: str) -> Done | None:
+    """``pool.wait()``, failing the clause if it takes longer than ``WAIT_TIMEOUT_S``."""
+    box = _bounded(pool.wait, WAIT_TIMEOUT_S)
+    if not box:
         raise BackendContractError(backend_cls, name, f"wait() did not return within {WAIT_TIMEOUT_S:g} s")
     if "error" in box:
         exc = box["error"]
         raise BackendContractError(backend_cls, name, f"wait() raised {exc.__class__.__name__}: {exc}") from exc
-    return box["done"]
+    return box["value"]
 
 
 def _expect_refusal(backend_cls, name: str, opening, what: str) -> None:
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["pool"] = opening()
-        except BaseException as exc:
-            box["error"] = exc
-
     started = time.monotonic()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(REFUSAL_TIMEOUT_S)
-    if thread.is_alive():
+    box = _bounded(opening, REFUSAL_TIMEOUT_S)
+    if not box:
         raise BackendContractError(backend_cls, name, f"open() with {what} did not return within {REFUSAL_TIMEOUT_S:g} s")
-    if "pool" in box:
-        box["pool"].close()
+    if "value" in box:
+        box["value"].close()
         raise BackendContractError(backend_cls, name, f"open() with {what} returned a pool instead of raising UserError")
     exc = box["error"]
     if not isinstance(exc, UserError):
