@@ -161,9 +161,9 @@ class RayBackend(ExecutionBackend):
             nodes = [n for n in ray.nodes() if n.get("Alive")]
             where = connection.where()
             asked = resources
+            _check_fits(nodes, resources, where)  # one slot as asked, or a UserError
             if address == "local":
                 resources = shared_out(resources, parallel, nodes)
-            _check_fits(nodes, resources, where)
             cpus = sum(n["Resources"].get("CPU", 0.0) for n in nodes)
             self._described = f"ray at {where} ({_count(len(nodes), 'node')}, {_count(cpus, 'CPU')})"
             if resources != asked:
@@ -424,10 +424,10 @@ class RayPool(Pool):
 
 
 def shared_out(resources: Resources, parallel: int, nodes: list[dict]) -> Resources:
-    """For a private instance on this machine: each of ``parallel`` slots gets the job's
-    ``resources``, or an equal share of the machine's CPUs and Ray memory where
-    ``parallel`` such slots would not fit at once (never more than asked), so ``--parallel
-    N`` really runs N trials here."""
+    """For a private instance on this machine (where one slot as asked fits): each of
+    ``parallel`` slots gets the job's ``resources``, or an equal share of the machine's
+    CPUs and Ray memory where ``parallel`` such slots would not fit at once (never more
+    than asked), so ``--parallel N`` really runs N trials here."""
     if not nodes:
         return resources
     have = nodes[0]["Resources"]

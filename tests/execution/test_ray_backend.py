@@ -19,7 +19,7 @@ import pytest
 
 from serbench.errors import SpecError
 from serbench.execution.local_backend import LocalBackend
-from serbench.spec import plugin_options
+from serbench.spec import Resources, plugin_options
 from serbench.testing.backends import check_backend
 
 DRIVER = Path(__file__).with_name("ray_driver.py")
@@ -265,3 +265,15 @@ def test_address_local_starts_a_private_ray_and_stops_it_at_close():
     assert "64 CPUs" in refused and f"has {cpus} CPU" in refused, refused
     assert one(lines, "closed-again")["children"] == []
     assert "INFO" not in done.stderr, done.stderr  # no Ray logging spam
+
+
+def test_a_private_instance_shares_this_machine_out_between_its_slots():
+    """address local: N slots that do not fit N times get an equal share, never more
+    than the job asks; slots that fit keep what they ask."""
+    from serbench.execution.ray_backend import shared_out
+
+    nodes = [{"Resources": {"CPU": 2.0, "memory": 16 * 2**30}}]
+    assert shared_out(Resources(cpus=2, memory_gb=8), 2, nodes) == Resources(cpus=1, memory_gb=8)
+    assert shared_out(Resources(cpus=2, memory_gb=12), 2, nodes) == Resources(cpus=1, memory_gb=8)
+    assert shared_out(Resources(cpus=1, memory_gb=4), 2, nodes) == Resources(cpus=1, memory_gb=4)
+    assert shared_out(Resources(cpus=2, memory_gb=8), 3, nodes) == Resources(cpus=0.66, memory_gb=5.33)
