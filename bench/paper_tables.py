@@ -156,18 +156,20 @@ def run_jobs(root: Path, force: bool, ray_address: str | None = None) -> Runs:
     memory_gb = min(max(parse_job(spec).resources.memory_gb for spec in specs.values()),
                     memory / GIB / cpus * 0.6 if memory else 8.0)
     head = None
+    environ = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if ray_address is None:
         from ray_head import RayHead
 
         head = RayHead(root / "ray", cpus)
         head.start()
         ray_address = head.address
+        environ.update(head.env)
     runs = Runs(ray=f"a Ray head started here ({cpus} CPUs)" if head else ray_address, cpus=cpus)
 
     def run(job: str) -> tuple[str, int]:
         began = time.perf_counter()
         parallel = cpus if job == LOSO_JOB else 1
-        status = run_one(root, job, specs[job], ray_address, parallel, memory_gb)
+        status = run_one(root, job, specs[job], ray_address, parallel, memory_gb, environ)
         runs.seconds[job] = time.perf_counter() - began
         print(f"paper_tables: {job}: exit {status} after {runs.seconds[job] / 60:.1f} min",
               file=sys.stderr, flush=True)
@@ -187,7 +189,9 @@ def run_jobs(root: Path, force: bool, ray_address: str | None = None) -> Runs:
     return runs
 
 
-def run_one(root: Path, job: str, spec: dict, ray_address: str, parallel: int, memory_gb: float) -> int:
+def run_one(
+    root: Path, job: str, spec: dict, ray_address: str, parallel: int, memory_gb: float, environ: dict[str, str]
+) -> int:
     """``serbench run`` of ``job`` (its ``spec`` as read from YAML) on the Ray instance,
     one CPU and ``memory_gb`` per trial, ``parallel`` trials in flight; its output goes to
     ``root/logs/<job>.log`` (stdout here carries only the JSON)."""
@@ -201,8 +205,7 @@ def run_one(root: Path, job: str, spec: dict, ray_address: str, parallel: int, m
                "--backend", "ray", "--ray-address", ray_address, "--parallel", str(parallel)]
     print(f"paper_tables: running {job} on Ray ({parallel} in flight)", file=sys.stderr, flush=True)
     with log.open("w", encoding="utf-8") as output:
-        return subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=output,
-                              stderr=subprocess.STDOUT).returncode
+        return subprocess.run(command, env=environ, stdout=output, stderr=subprocess.STDOUT).returncode
 
 
 def read_results(root: Path) -> dict:

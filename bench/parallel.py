@@ -14,8 +14,10 @@ for two studies, both random search (so the same configurations in every run):
 
 Figures per run: wall seconds (``serbench run`` end to end, Ray connection included) and
 the study's search + final seconds; the speedup p1 / p2 on search + final; per-trial
-Ray overhead from the journal (``queued_s``: submitted to started on its slot;
-``returned_s``: ended on the slot to journalled), median and max; the best validation
+Ray overhead from the journal (``queued_s``: submitted to started on its slot, for every
+trial but each slot's first, whose wait -- the slot's actor starting and loading the
+corpus and backbone -- is ``slot_start_s``; ``returned_s``: ended on the slot to
+journalled), median and max; the best validation
 BCA and test BCA of each run; and the resident memory of the idle Ray processes (the
 head started here, before any study). Goal (issue 14): speedup >= 1.6x on
 ``train_layers_1``, overhead < 50 ms per trial.
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = {}
             for label, parallel, cpus in (("p1", 1, 2), ("p2", 2, 1)):
                 job = write_job(work, study, trials, cpus, args.quick)
-                runs[label] = run_study(job, work / "results" / label, head.address, parallel)
+                runs[label] = run_study(job, work / "results" / label, head, parallel)
             figures[study] = summarize(runs)
     finally:
         head.stop()
@@ -97,11 +99,11 @@ def write_job(work: Path, study: str, trials: int, cpus: int, quick: bool) -> Pa
     return path
 
 
-def run_study(job: Path, out: Path, address: str, parallel: int) -> dict:
+def run_study(job: Path, out: Path, head: RayHead, parallel: int) -> dict:
     command = [sys.executable, "-m", "serbench.cli", "run", str(job), "--out", str(out), "--force",
-               "--backend", "ray", "--ray-address", address, "--parallel", str(parallel)]
+               "--backend", "ray", "--ray-address", head.address, "--parallel", str(parallel)]
     started = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
+    proc = subprocess.run(command, capture_output=True, text=True, env=head.env)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"serbench run failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -115,7 +117,14 @@ def summarize(runs: dict) -> dict:
     for label, run in runs.items():
         result = run["result"]
         trials = result["trials"]
-        queued = [t["queued_s"] for t in trials if t.get("queued_s") is not None]
+        by_start = sorted(trials, key=lambda t: t["cumulative_s"] - t["duration_s"])
+        firsts, seen = set(), set()
+        for t in by_start:  # each slot's first trial also waited for the slot to start and load
+            if t["slot"] not in seen:
+                seen.add(t["slot"])
+                firsts.add(t["number"])
+        queued = [t["queued_s"] for t in trials if t.get("queued_s") is not None and t["number"] not in firsts]
+        slot_start = [t["queued_s"] for t in trials if t["number"] in firsts]
         returned = [t["returned_s"] for t in trials if t.get("returned_s") is not None]
         out[label] = {
             "wall_s": round(run["wall_s"], 1),
@@ -123,6 +132,7 @@ def summarize(runs: dict) -> dict:
             "best_val_bca": result["best"]["val_bca"] if result["best"] else None,
             "test_bca": result["test"]["bca"] if result["test"] else None,
             "trials_per_node": result["execution"]["trials_per_node"],
+            "slot_start_s": [round(x, 1) for x in slot_start],
             "overhead_ms": {
                 "queued_median": round(1000 * statistics.median(queued), 1) if queued else None,
                 "queued_max": round(1000 * max(queued), 1) if queued else None,

@@ -11,6 +11,7 @@ machine run the benchmark inside a loopback-only network namespace
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,13 +21,18 @@ from pathlib import Path
 
 
 class RayHead:
-    """A Ray head on 127.0.0.1 started with ``ray start --block``; stopped by PID."""
+    """A Ray head on 127.0.0.1 started with ``ray start --block``; stopped by PID.
+
+    It requires a token of its own (Ray's token authentication): drivers run with
+    :attr:`env`, which carries it."""
 
     def __init__(self, temp_dir: Path, cpus: int):
         self.temp_dir = temp_dir
         self.cpus = cpus
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                    "RAY_USAGE_STATS_ENABLED": "0"}
 
     @property
     def address(self) -> str:
@@ -39,7 +45,7 @@ class RayHead:
             [str(ray), "start", "--head", "--block", "--port", str(self.port), "--num-cpus", str(self.cpus),
              "--node-ip-address", "127.0.0.1", "--include-dashboard", "false", "--temp-dir", str(self.temp_dir),
              "--disable-usage-stats"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=self.env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

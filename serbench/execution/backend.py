@@ -62,7 +62,9 @@ WorkerFactory = Callable[[Slot], Any]
 @dataclass(frozen=True)
 class Done:
     """One call that ended. Times are ``time.time()`` seconds: ``submitted`` on the
-    driver, ``started``/``ended`` where the call ran (``None`` when it never started)."""
+    driver, ``started``/``ended`` where the call ran (``None`` when it never started;
+    ``started`` is taken once the slot's worker is built, so a slot's loading counts as
+    the call waiting, not running)."""
 
     key: Hashable
     slot: Slot | None

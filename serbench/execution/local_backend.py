@@ -43,7 +43,7 @@ class LocalPool(Pool):
         key, method, args, submitted = self._queue.popleft()
         if self._worker is None:
             self._worker = self._factory(self.slot)
-        started = time.time()
+        started = time.time()  # once the worker is built: its load is the slot's time, not the call's
         try:
             value = getattr(self._worker, method)(*args)
         except Exception as exc:  # KeyboardInterrupt and SystemExit stop the study

@@ -18,7 +18,9 @@ The contract of :mod:`serbench.execution.backend`, as this backend keeps it:
   over the nodes, with ``max_restarts=0`` and ``max_task_retries=0``: Ray never restarts
   it or runs a call twice. Its ``__init__`` sets torch's threads to the CPUs granted; the
   worker is built by ``factory(Slot(...))`` on the slot's *first call*, inside that call
-  (its time, its memory guard, and an error it raises is that call's ``error``). The
+  (under its memory guard, and an error it raises is that call's ``error``; the call's
+  ``started`` is taken once the worker is built, so loading counts as waiting for the
+  slot, not as the call's time). The
   factory is pickled once (``ray.put``) and shared by every slot. ``Slot.node`` is the
   node's IP address and the start of its Ray node id (``10.0.0.5/3f2a9c1d``: several
   nodes may share one address, as containers sharing a network namespace do).
@@ -605,6 +607,7 @@ class _SlotActor:
                 self.guard.arm()
                 if self.worker is None:
                     self.worker = self.factory(self.slot)
+                    started = time.time()  # building the slot's worker is the slot's time, not the call's
                 payload, ok = getattr(self.worker, method)(*args), True
             except Exception as exc:
                 payload = exc
