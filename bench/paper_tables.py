@@ -13,12 +13,18 @@ where the protocols differ. The raw results it used (``result.json`` and
 Runs go to ``--results`` (default ``results/paper``); a job whose result is already there
 and complete is not run again unless ``--force``. Prints one JSON summary on stdout.
 
-The jobs run in parallel *lanes* (``--lanes``; default one per available CPU, at most one
-per job and as many as memory allows), longest first. Each lane owns its own CPUs (CPU
-affinity, Linux) and runs its job with ``resources.cpus`` set to them: on small models
-two one-core studies side by side get far more done than one study on two cores, whose
-small matrices keep the second core idle much of the time. The job files actually run
-are written to ``<results>/jobs/``; each job's log to ``<results>/logs/<job>.log``.
+The jobs run on one Ray instance (``--ray-address``; default: a head started here on
+127.0.0.1 with every available CPU, stopped at the end) with one CPU per trial: as many
+jobs at a time as the instance has CPUs, longest first, each job ``serbench run
+--backend ray`` with one trial in flight (the engines run as the paper ran them, one
+trial after another), and the leave-one-speaker-out job with a slot per CPU, so its
+folds run side by side on whatever CPUs the other jobs leave free. On small models two
+one-CPU trials side by side get far more done than one trial on two CPUs, whose small
+matrices keep the second core idle much of the time. The job files actually run are
+written to ``<results>/jobs/``; each job's log to ``<results>/logs/<job>.log``. On a
+shared machine start it inside a loopback-only network namespace
+(``scripts/loopback-netns python bench/paper_tables.py``): Ray advertises the machine's
+primary address.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ import json
 import os
 import subprocess
 import sys
-import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -69,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "results" / "paper", help="where runs write")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "results" / "emodb.md")
     parser.add_argument("--force", action="store_true", help="rerun jobs whose results exist")
-    parser.add_argument("--lanes", type=int, default=None,
-                        help="jobs run at a time, each on its own CPUs (default: one per available CPU)")
+    parser.add_argument("--ray-address", default=None,
+                        help="run the jobs on this Ray cluster (HOST:PORT; default: a head started here)")
     parser.add_argument("--note", default="", help="a remark printed under the title (e.g. how busy the machine was)")
     args = parser.parse_args(argv)
 
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         root = args.source
         if root is None:
             root = args.results
-            runs = run_jobs(root, args.force, args.lanes)
+            runs = run_jobs(root, args.force, args.ray_address)
             if runs.seconds:
                 runs.save(root)
         else:
@@ -104,10 +109,12 @@ def all_jobs() -> list[str]:
 
 @dataclass
 class Runs:
-    """What this invocation ran: wall seconds per job, the lanes, and the wall clock of all."""
+    """What this invocation ran: wall seconds per job, the Ray instance and its CPUs, and
+    the wall clock of all."""
 
     seconds: dict[str, float] = field(default_factory=dict)
-    lanes: list[list[int]] = field(default_factory=list)
+    ray: str = ""  # "a head started here" or the address given
+    cpus: int = 0
     wall_seconds: float = 0.0
 
     FILE = "paper_tables_run.json"
@@ -117,28 +124,19 @@ class Runs:
 
     @classmethod
     def load(cls, root: Path) -> Runs:
-        """The record a run left in ``root``; empty when there is none (results made otherwise)."""
+        """The record a run left in ``root``; empty when there is none (results made otherwise).
+        Keys of older records (``lanes``) are ignored."""
         path = root / cls.FILE
-        return cls(**json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else cls()
+        if not path.is_file():
+            return cls()
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{key: value for key, value in record.items() if key in cls.__dataclass_fields__})
 
 
-def plan_lanes(jobs: int, requested: int | None, memory_gb: float) -> list[list[int]]:
-    """Split this process's CPUs into lanes of whole CPUs: ``requested`` lanes, else one per
-    CPU; never more lanes than jobs or CPUs, nor than memory holds at ``memory_gb`` a job."""
-    from serbench.execution.limits import GIB, cpu_affinity, cpu_limit, memory_limit
-
-    cpus = cpu_affinity() or list(range(os.cpu_count() or 1))
-    usable = max(1, int(cpu_limit().cpus))  # a cgroup quota can be tighter than the affinity
-    memory = memory_limit().bytes
-    by_memory = max(1, int(memory // (memory_gb * GIB))) if memory else len(cpus)
-    count = max(1, min(requested or usable, usable, jobs, by_memory))
-    per_lane = usable // count
-    return [cpus[i * per_lane:(i + 1) * per_lane] for i in range(count)]
-
-
-def run_jobs(root: Path, force: bool, lanes: int | None = None) -> Runs:
-    """Run every job not already complete in ``root`` (``serbench run``), in lanes."""
+def run_jobs(root: Path, force: bool, ray_address: str | None = None) -> Runs:
+    """Run every job not already complete in ``root`` (``serbench run --backend ray``)."""
     from serbench.errors import UserError
+    from serbench.execution.limits import GIB, cpu_limit, memory_limit
     from serbench.spec import parse_job
     from serbench.spec.strict_yaml import load_yaml
 
@@ -152,27 +150,38 @@ def run_jobs(root: Path, force: bool, lanes: int | None = None) -> Runs:
         specs[job] = load_yaml(path.read_text(encoding="utf-8"), path)  # strict: duplicate keys are errors
     if not specs:
         return Runs()
-    memory_gb = max(parse_job(spec).resources.memory_gb for spec in specs.values())
-    runs = Runs(lanes=plan_lanes(len(specs), lanes, memory_gb))
-    free: queue.Queue[list[int]] = queue.Queue()
-    for lane in runs.lanes:
-        free.put(lane)
+    cpus = max(1, int(cpu_limit().cpus))
+    memory = memory_limit().bytes
+    # one trial per CPU at a time: each gets an equal share of memory, at most what its job asks
+    memory_gb = min(max(parse_job(spec).resources.memory_gb for spec in specs.values()),
+                    memory / GIB / cpus * 0.6 if memory else 8.0)
+    head = None
+    environ = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if ray_address is None:
+        from ray_head import RayHead
 
-    def run_in_a_lane(job: str) -> tuple[str, int]:
-        cpus = free.get()
-        try:
-            began = time.perf_counter()
-            status = run_one(root, job, specs[job], cpus)
-            runs.seconds[job] = time.perf_counter() - began
-            print(f"paper_tables: {job}: exit {status} after {runs.seconds[job] / 60:.1f} min",
-                  file=sys.stderr, flush=True)
-            return job, status
-        finally:
-            free.put(cpus)
+        head = RayHead(root / "ray", cpus)
+        head.start()
+        ray_address = head.address
+        environ.update(head.env)
+    runs = Runs(ray=f"a Ray head started here ({cpus} CPUs)" if head else ray_address, cpus=cpus)
+
+    def run(job: str) -> tuple[str, int]:
+        began = time.perf_counter()
+        parallel = cpus if job == LOSO_JOB else 1
+        status = run_one(root, job, specs[job], ray_address, parallel, memory_gb, environ)
+        runs.seconds[job] = time.perf_counter() - began
+        print(f"paper_tables: {job}: exit {status} after {runs.seconds[job] / 60:.1f} min",
+              file=sys.stderr, flush=True)
+        return job, status
 
     began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=len(runs.lanes)) as pool:
-        outcomes = list(pool.map(run_in_a_lane, specs))
+    try:
+        with ThreadPoolExecutor(max_workers=min(cpus, len(specs))) as pool:
+            outcomes = list(pool.map(run, specs))
+    finally:
+        if head is not None:
+            head.stop()
     runs.wall_seconds = time.perf_counter() - began
     failed = [f"{job} (exit {status}, log {root / 'logs' / f'{job}.log'})" for job, status in outcomes if status]
     if failed:
@@ -180,22 +189,23 @@ def run_jobs(root: Path, force: bool, lanes: int | None = None) -> Runs:
     return runs
 
 
-def run_one(root: Path, job: str, spec: dict, cpus: list[int]) -> int:
-    """``serbench run`` of ``job`` (its ``spec`` as read from YAML) on ``cpus`` only, with
-    ``resources.cpus`` set to match; its output goes to ``root/logs/<job>.log`` (stdout here
-    carries only the JSON)."""
-    spec = {**spec, "resources": {**spec.get("resources", {}), "cpus": len(cpus)}}
+def run_one(
+    root: Path, job: str, spec: dict, ray_address: str, parallel: int, memory_gb: float, environ: dict[str, str]
+) -> int:
+    """``serbench run`` of ``job`` (its ``spec`` as read from YAML) on the Ray instance,
+    one CPU and ``memory_gb`` per trial, ``parallel`` trials in flight; its output goes to
+    ``root/logs/<job>.log`` (stdout here carries only the JSON)."""
+    spec = {**spec, "resources": {**spec.get("resources", {}), "cpus": 1, "memory_gb": round(memory_gb, 2)}}
     job_file = root / "jobs" / f"{job}.yaml"
     log = root / "logs" / f"{job}.log"
     for folder in (job_file.parent, log.parent):
         folder.mkdir(parents=True, exist_ok=True)
     job_file.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    command = [sys.executable, "-m", "serbench.cli", "run", str(job_file), "--out", str(root), "--force"]
-    print(f"paper_tables: running {job} on CPU {','.join(map(str, cpus))}", file=sys.stderr, flush=True)
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if hasattr(os, "sched_setaffinity") else None
+    command = [sys.executable, "-m", "serbench.cli", "run", str(job_file), "--out", str(root), "--force",
+               "--backend", "ray", "--ray-address", ray_address, "--parallel", str(parallel)]
+    print(f"paper_tables: running {job} on Ray ({parallel} in flight)", file=sys.stderr, flush=True)
     with log.open("w", encoding="utf-8") as output:
-        return subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=output,
-                              stderr=subprocess.STDOUT, preexec_fn=pin).returncode
+        return subprocess.run(command, env=environ, stdout=output, stderr=subprocess.STDOUT).returncode
 
 
 def read_results(root: Path) -> dict:
@@ -269,7 +279,7 @@ def render(results: dict, runs: Runs, raw: Path, note: str = "") -> str:
         f"(`{json.dumps(spec['search_space'])}`), seed {spec['seed']} |",
         "| hardware | 8 CPU cores, 32 GB | "
         f"{_count(first.resources.cpus_available, 'CPU')} and {first.resources.memory_requested_gb:g} GB per job"
-        f"{_lanes_text(runs)} |",
+        f"{_execution_text(runs)} |",
         "",
         "Times are minutes of search (the trials) since the study started; the final model's "
         "test evaluation is not included. 𝓔 = best validation BCA / minutes to reach it (the "
@@ -390,17 +400,17 @@ def run_times(results: dict, runs: Runs) -> list[str]:
     total = sum(result.wall_seconds for result in results.values()) / 60
     lines += ["", f"Total: {total:.1f} minutes of studies."]
     if runs.seconds:
-        lines.append(f"This report's own run: {len(runs.seconds)} jobs{_lanes_text(runs)}, "
+        lines.append(f"This report's own run: {len(runs.seconds)} jobs{_execution_text(runs)}, "
                      f"{runs.wall_seconds / 60:.1f} minutes of wall clock from the first job's start "
                      "to the last one's end.")
     return lines
 
 
-def _lanes_text(runs: Runs) -> str:
-    if not runs.lanes:
+def _execution_text(runs: Runs) -> str:
+    if not runs.cpus:
         return ""
-    width = len(runs.lanes[0])
-    return f"; {len(runs.lanes)} jobs at a time, each pinned to its own {'CPU' if width == 1 else f'{width} CPUs'}"
+    return (f"; on one Ray instance ({runs.ray}), one CPU per trial, {runs.cpus} trials at a time "
+            "(jobs side by side, the LOSO job's folds in parallel)")
 
 
 def _count(number: float, noun: str) -> str:
@@ -433,7 +443,8 @@ def summary(results: dict, runs: Runs, output: Path) -> dict:
         "studies_minutes": round(sum(r.wall_seconds for r in results.values()) / 60, 1),
         "run_minutes": round(runs.wall_seconds / 60, 1) if runs.seconds else None,
         "run_minutes_per_job": {job: round(seconds / 60, 1) for job, seconds in runs.seconds.items()},
-        "lanes": runs.lanes,
+        "ray": runs.ray,
+        "cpus": runs.cpus,
     }
 
 

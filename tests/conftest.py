@@ -165,3 +165,15 @@ def run_search(search, run_trial):
     with LocalBackend().open(1, Resources(), lambda slot: FunctionWorker(run_trial)) as pool:
         Scheduler(pool, [search], StudyEvents(), finals=False).run()
     return search.trials, search.stop_reason
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real two-node Ray cluster (one CPU and 3 GB of Ray memory per node) in a network
+    namespace of its own, one per test module (see tests/ray_cluster.py); drivers run in
+    the namespace through ``ray_cluster.driver``/``run``. Fails, never skips, without
+    ``ip netns``."""
+    from ray_cluster import RayCluster  # tests/, on the path of every test
+
+    with RayCluster(nodes=2, cpus=1, memory_gb=3) as cluster:
+        yield cluster

@@ -9,7 +9,10 @@ study then drives the pool:
 1. ``pool.submit(key, method, *args)`` queues the call ``worker.<method>(*args)``; a
    free slot runs it (never more than ``parallel`` calls at once, in submission order);
 2. ``pool.wait()`` blocks until a call has ended and returns it as a :class:`Done`, in
-   the order calls end (``None`` when nothing is queued or running);
+   the order calls end (``None`` when nothing is queued or running); when calls are
+   queued and no slot can run them any more (every slot lost, none can be placed),
+   it raises a :class:`~serbench.errors.UserError` after a bounded wait the backend
+   documents, rather than block forever;
 3. ``pool.close()`` stops every slot (also when the study stops with an error).
 
 A :class:`Done` carries exactly one of:
@@ -59,7 +62,9 @@ WorkerFactory = Callable[[Slot], Any]
 @dataclass(frozen=True)
 class Done:
     """One call that ended. Times are ``time.time()`` seconds: ``submitted`` on the
-    driver, ``started``/``ended`` where the call ran (``None`` when it never started)."""
+    driver, ``started``/``ended`` where the call ran (``None`` when it never started;
+    ``started`` is taken once the slot's worker is built, so a slot's loading counts as
+    the call waiting, not running)."""
 
     key: Hashable
     slot: Slot | None
@@ -73,9 +78,12 @@ class Done:
 
 
 class Pool(ABC):
-    """``parallel`` slots running calls on their workers (see the module docstring)."""
+    """``parallel`` slots running calls on their workers (see the module docstring);
+    ``resources``: what each slot is granted (the job's, or less where the backend shares
+    a machine out between its slots)."""
 
     parallel: int
+    resources: Resources
 
     @abstractmethod
     def submit(self, key: Hashable, method: str, *args: Any) -> None:
@@ -83,7 +91,8 @@ class Pool(ABC):
 
     @abstractmethod
     def wait(self) -> Done | None:
-        """The next call to end; None when nothing is queued or running."""
+        """The next call to end; None when nothing is queued or running. ``UserError``
+        when calls are queued and no slot can run them (after a bounded wait)."""
 
     @property
     @abstractmethod

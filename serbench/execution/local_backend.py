@@ -3,8 +3,9 @@
 Today's loop, as a backend: ``wait()`` runs the oldest queued call right there and
 returns it, so a study with ``parallel: 1`` asks, trains, tells and asks again exactly
 as before backends existed. The slot's limits are the process's own (``serbench run
---isolate`` or a container holds them); its worker is built once, from what the driver
-already loaded.
+--isolate`` or a container holds them), so ``open`` refuses a slot larger than what this
+process may use (:func:`serbench.execution.limits.check_fits`); its worker is built once,
+from what the driver already loaded.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import Any, Hashable
 from serbench import hookimpl
 from serbench.errors import UserError
 from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot, WorkerFactory, this_node
+from serbench.execution.limits import check_fits
 from serbench.spec import Resources
 
 
 class LocalPool(Pool):
     def __init__(self, slot: Slot, factory: WorkerFactory):
         self.parallel = 1
+        self.resources = Resources(cpus=slot.cpus, memory_gb=slot.memory_gb)
         self.slot = slot
         self._factory = factory
         self._worker: Any = None
@@ -40,7 +43,7 @@ class LocalPool(Pool):
         key, method, args, submitted = self._queue.popleft()
         if self._worker is None:
             self._worker = self._factory(self.slot)
-        started = time.time()
+        started = time.time()  # once the worker is built: its load is the slot's time, not the call's
         try:
             value = getattr(self._worker, method)(*args)
         except Exception as exc:  # KeyboardInterrupt and SystemExit stop the study
@@ -65,6 +68,7 @@ class LocalBackend(ExecutionBackend):
                 f"execution.parallel: {parallel}, but the local backend runs one trial at a time; "
                 "for trials in parallel use the ray backend (--backend ray --ray-address local)"
             )
+        check_fits(resources.cpus, resources.memory_gb)
         return LocalPool(Slot(0, this_node(), resources.cpus, resources.memory_gb), factory)
 
 

@@ -212,6 +212,8 @@ class ExecutionUsed(Record):
     backend: str
     parallel: int = Field(ge=1)
     where: str = Field(description="The backend's own description, e.g. ray at 127.0.0.1:6379 (2 nodes).")
+    slot_cpus: float = Field(gt=0, description="CPUs granted to each slot (torch threads follow them).")
+    slot_memory_gb: float = Field(gt=0, description="Memory granted to each slot, guarded where it runs.")
     trials_per_node: dict[str, int] = Field(description="Search trials journalled from each node.")
 
 

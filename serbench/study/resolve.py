@@ -42,6 +42,13 @@ def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
     plugin_options(plugins.engine.cls.Options, spec.engine.options, "engine.options")
     plugin_options(plugins.backbone.cls.Options, spec.backbone.options, "backbone.options")
     plugin_options(plugins.backend.cls.Options, spec.execution.options, "execution.options")
+    limit = plugins.backend.cls.max_parallel
+    if limit is not None and spec.execution.parallel > limit:
+        raise UserError(
+            f"execution.parallel: {spec.execution.parallel}, but the {plugins.backend.name} backend runs at most "
+            f"{limit} trial{'s' if limit != 1 else ''} at a time; for trials in parallel use the ray backend "
+            "(--backend ray --ray-address local)"
+        )
     if not spec.search_space:
         raise UserError("search_space: empty; name at least one hyperparameter to tune")
     return plugins

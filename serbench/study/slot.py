@@ -84,6 +84,8 @@ class LoadingWorkers:
 
         os.environ.update(self.environment)
         reg = registry()
-        plugins = resolve_plugins(self.spec, reg)
-        inputs = load_inputs(self.spec, plugins, reg, self.data_home, self.out_dir, lambda message: None)
-        return TrialWorker(Training(self.spec, inputs, StudyEvents()), slot)
+        granted = self.spec.resources.model_copy(update={"cpus": slot.cpus, "memory_gb": slot.memory_gb})
+        spec = self.spec.model_copy(update={"resources": granted})  # threads and cache bound follow the slot
+        plugins = resolve_plugins(spec, reg)
+        inputs = load_inputs(spec, plugins, reg, self.data_home, self.out_dir, lambda message: None)
+        return TrialWorker(Training(spec, inputs, StudyEvents()), slot)

@@ -118,6 +118,8 @@ class Study:
                 backend=prepared.backend.name,
                 parallel=self.spec.execution.parallel,
                 where=prepared.backend.describe(),
+                slot_cpus=prepared.pool.resources.cpus,
+                slot_memory_gb=prepared.pool.resources.memory_gb,
                 trials_per_node=trials_per_node(runs),
             )
             result = study_result(

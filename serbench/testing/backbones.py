@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, Uni
 from pydantic import BaseModel, ValidationError
 
 from serbench.backbones.base import Backbone
-from serbench.testing.contract import ContractError, clause
+from serbench.testing.contract import ContractError, clause, options_problem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,15 +107,9 @@ def check_declaration(backbone_cls, source, options=None, clips=(), **kit) -> No
     for attribute in ("name", "default_source"):
         if not isinstance(getattr(backbone_cls, attribute, None), str) or not getattr(backbone_cls, attribute):
             raise BackboneContractError(backbone_cls, clause, f"the class needs a non-empty string `{attribute}`")
-    model = backbone_cls.Options
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise BackboneContractError(backbone_cls, clause, "`Options` must be a pydantic model")
-    try:
-        model.model_validate({**_options_dict(options), "no_such_option_xyz": 1})
-    except ValidationError:
-        pass
-    else:
-        raise BackboneContractError(backbone_cls, clause, "`Options` accepts unknown keys (use serbench.spec.StrictModel)")
+    problem = options_problem(backbone_cls.Options, _options_dict(options))
+    if problem is not None:
+        raise BackboneContractError(backbone_cls, clause, problem)
     with _clause(backbone_cls, clause):
         backbone = make_backbone(backbone_cls, source, options)
         where = backbone.check_source()

@@ -149,6 +149,19 @@ PLUGIN_CASES = [
         {"backbone.options": {"pool": "max"}}, ["backbone.options.pool", "unknown key"], id="unknown-backbone-option"
     ),
     pytest.param({"backbone.options.layers": "bogus"}, ["backbone.options.layers"], id="bad-backbone-option-value"),
+    pytest.param({"execution": {"backend": "slurm"}}, ["execution.backend", "slurm", "local, ray"], id="unknown-backend"),
+    pytest.param(
+        {"execution": {"backend": "ray", "options": {"adress": "auto"}}},
+        ["execution.options.adress", "unknown key"], id="unknown-backend-option",
+    ),
+    pytest.param(
+        {"execution": {"backend": "ray", "options": {"address": "nowhere"}}},
+        ["execution.options.address", "local, auto or HOST:PORT"], id="bad-ray-address",
+    ),
+    pytest.param(
+        {"execution": {"backend": "local", "parallel": 2}}, ["execution.parallel", "at most 1", "ray"],
+        id="local-backend-in-parallel",
+    ),
 ]
 
 
@@ -159,6 +172,20 @@ def test_bad_plugin_reference_is_rejected_by_validate(cli, job_dict, write_job, 
         edit(job_dict, path, value)
     code, _, err = cli("validate", write_job(job_dict))
     assert_one_line_error(code, err, *needles)
+
+
+def test_run_overrides_of_the_execution_are_checked_before_any_output(cli, job_dict, write_job, tmp_path):
+    """--ray-address belongs to the ray backend; --backend local with --parallel 2 is refused."""
+    job = write_job(job_dict)
+    code, _, err = cli("run", job, "--out", tmp_path / "res", "--ray-address", "auto")
+    assert_one_line_error(code, err, "--ray-address", "only with the ray backend", "--backend ray")
+    code, _, err = cli("run", job, "--out", tmp_path / "res", "--parallel", "2")
+    assert_one_line_error(code, err, "execution.parallel: 2", "local backend")
+    code, _, err = cli("run", job, "--out", tmp_path / "res", "--backend", "ray", "--isolate")
+    assert_one_line_error(code, err, "--isolate", "ray backend")
+    code, _, err = cli("run", job, "--out", tmp_path / "res", "--backend", "ray", "--executor", "docker")
+    assert_one_line_error(code, err, "--executor docker", "ray")
+    assert not (tmp_path / "res").exists()
 
 
 def test_unknown_engine_is_rejected_by_run_before_any_output(cli, job_dict, write_job, tmp_path):
@@ -496,6 +523,7 @@ CLI_CASES = [
     pytest.param(["validate"], ["job"], id="missing-argument"),
     pytest.param(["schema", "nonsense"], ["nonsense"], id="bad-choice"),
     pytest.param([], ["command"], id="no-command"),
+    pytest.param(["run", "job.yaml", "--parallel", "0"], ["--parallel", "0 is not 1 or more"], id="parallel-zero"),
 ]
 
 
