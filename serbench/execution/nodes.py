@@ -67,7 +67,9 @@ class NodeReport:
         return not self.problems
 
     def name(self) -> str:
-        return f"{self.ip} ({self.node_id[:8]}{', head' if self.head else ''})"
+        """As the ray backend names a slot's node (``Slot.node``, a trial's ``node``): the
+        address and the start of the Ray node id, which tells apart nodes of one address."""
+        return f"{self.ip}/{self.node_id[:8]}{' (head)' if self.head else ''}"
 
     def line(self) -> str:
         cpus = f"{self.cpus:g} CPU{'' if self.cpus == 1 else 's'}"

@@ -151,9 +151,9 @@ def test_every_node_ok_at_the_address_of_serbench_ray_address(cluster):
     assert "2 nodes alive" in done.stdout, done.stdout
     lines = node_lines(done.stdout)
     assert len(lines) == 2, done.stdout
-    assert ", head): " in lines[0] and ", head" not in lines[1], lines
+    assert " (head): " in lines[0] and "(head)" not in lines[1], lines
     for line in lines:
-        assert re.fullmatch(r"node 127\.0\.0\.1 \([0-9a-f]{8}(, head)?\): 1 CPU, 2\.0 GiB memory: OK", line), line
+        assert re.fullmatch(r"node 127\.0\.0\.1/[0-9a-f]{8}( \(head\))?: 1 CPU, 2\.0 GiB memory: OK", line), line
     assert str(folders["shared_cache"]) in done.stdout  # what each node needs is said
     assert done.stdout.rstrip().endswith("ray: every node has what a slot needs")
 
@@ -172,7 +172,7 @@ def test_a_missing_folder_is_named_with_its_node(cluster):
     assert "$SERBENCH_CACHE" not in head, head
     assert f"$SERBENCH_MODELS {missing} (no such folder)" in second, second
     assert f"$SERBENCH_CACHE {folders['cache']} (no such folder)" in second, second
-    assert re.match(r"node 127\.0\.0\.1 \([0-9a-f]{8}\): 1 CPU, 2\.0 GiB memory: MISSING ", second), second
+    assert re.match(r"node 127\.0\.0\.1/[0-9a-f]{8}: 1 CPU, 2\.0 GiB memory: MISSING ", second), second
     assert "ray: 2 of 2 nodes lack what a slot needs" in done.stdout
 
 
@@ -185,7 +185,7 @@ def test_local_starts_a_private_instance_of_one_node():
         assert done.returncode == 0, done.stdout + done.stderr
         assert "ray: connecting to local" in done.stdout
         (line,) = node_lines(done.stdout)
-        assert ", head): " in line and line.endswith(": OK"), line
+        assert " (head): " in line and line.endswith(": OK"), line
         assert done.stderr == "", done.stderr
 
         refused = ns.doctor("--ray-address", "127.0.0.1:6390", timeout=60)
