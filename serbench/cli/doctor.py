@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--ray-address: only with --backend ray")
     if args.backend == "local":
         return report(fix=args.fix)
-    from serbench.execution.nodes import address_in_force
+    from serbench.execution.ray_connect import address_in_force
 
     address = address_in_force(args.ray_address)  # bad input fails before anything is printed
     status = report(fix=args.fix)

@@ -19,11 +19,8 @@ own lines; a failure to connect is one :class:`~serbench.errors.UserError`.
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 import re
-import socket
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -32,7 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from serbench import env
-from serbench.errors import UserError
+from serbench.execution.ray_connect import connect, first_line, shutdown_quietly
 
 GIB = 2**30
 CONNECT_TIMEOUT_S = 10.0  # a HOST:PORT that accepts no TCP connection in this long is unreachable
@@ -91,19 +88,6 @@ class ClusterReport:
         return bool(self.nodes) and all(node.ok for node in self.nodes)
 
 
-def address_in_force(given: str | None) -> str:
-    """The cluster to check: ``given`` (``--ray-address``), else ``$SERBENCH_RAY_ADDRESS``,
-    else ``local``; ``UserError`` unless it is ``local``, ``auto`` or ``HOST:PORT``."""
-    address = (given if given is not None else env.get(env.RAY_ADDRESS) or "local").strip()
-    if address in ("local", "auto"):
-        return address
-    match = ADDRESS_PATTERN.match(address)
-    if not match or not 0 < int(match["port"]) < 65536:
-        source = "--ray-address" if given is not None else f"${env.RAY_ADDRESS}"
-        raise UserError(f"{source}: {address!r} is not local, auto or HOST:PORT (e.g. 10.0.0.5:6379)")
-    return address
-
-
 def wanted_here() -> Wanted:
     """What this process (the driver) has: versions and the ``SERBENCH_*`` folders."""
     import serbench
@@ -122,11 +106,11 @@ def wanted_here() -> Wanted:
 def check_cluster(address: str, wanted: Wanted, timeout: float = ANSWER_TIMEOUT_S) -> ClusterReport:
     """Connect to ``address`` and check every alive node (see the module docstring)."""
     with _ray_output_to_a_file():
-        _connect(address)
+        connect(address)
         try:
             return _check_nodes(address, wanted, timeout)
         finally:
-            _shutdown_quietly()
+            shutdown_quietly()
 
 
 # --- the driver's side ------------------------------------------------------------------
@@ -164,7 +148,7 @@ def _check_nodes(address: str, wanted: Wanted, timeout: float) -> ClusterReport:
         try:
             found = ray.get(ref)
         except Exception as exc:  # the task could not run there (its worker died, the node went away)
-            report.problems.append(f"the check could not run there: {_first_line(exc)}")
+            report.problems.append(f"the check could not run there: {first_line(exc)}")
             continue
         report.problems.extend(found["problems"])
         report.folders = found["folders"]
@@ -179,82 +163,6 @@ def _check_nodes(address: str, wanted: Wanted, timeout: float) -> ClusterReport:
 
 def _is_head(node: dict) -> bool:
     return "node:__internal_head__" in node.get("Resources", {})
-
-
-def _connect(address: str) -> None:
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
-    if address == "local":
-        from serbench.execution.limits import cpu_limit
-
-        try:
-            ray.init(address="local", num_cpus=max(1, math.floor(cpu_limit().cpus)), **quiet)
-        except Exception as exc:
-            _shutdown_quietly()
-            raise UserError(f"ray: cannot start a local Ray instance: {_first_line(exc)}") from None
-        return
-    target = _resolve_auto() if address == "auto" else address
-    host, _, port = target.rpartition(":")
-    _reachable_or_die(host.strip("[]"), int(port), address if target == address else f"{target} (auto)")
-    try:
-        ray.init(address=target, **quiet)
-    except Exception as exc:
-        _shutdown_quietly()
-        where = f"the Ray cluster at {target}" + (" (auto)" if address == "auto" else "")
-        raise UserError(f"ray: cannot connect to {where}: {_first_line(exc)}") from None
-
-
-def _resolve_auto() -> str:
-    """The HOST:PORT ``auto`` names, as Ray finds it (``$RAY_ADDRESS``, the cluster ``ray
-    start`` joined here last, or a GCS process running on this machine). Resolved first so
-    an address nothing answers at fails at once: ``ray.init`` would retry it for ever."""
-    from ray._private.services import canonicalize_bootstrap_address_or_die
-
-    try:
-        return canonicalize_bootstrap_address_or_die("auto")
-    except Exception as exc:
-        raise UserError(
-            f"ray: auto finds no Ray cluster ({_first_line(exc)}); start one with `ray start --head`, "
-            "or name its head with --ray-address HOST:PORT"
-        ) from None
-
-
-def _reachable_or_die(host: str, port: int, address: str) -> None:
-    """A TCP connection to the head's port, so a wrong address fails in seconds, not after
-    Ray's retries. Ray replaces a loopback host by this machine's address: that is tried too."""
-    hosts = [host]
-    if host in ("127.0.0.1", "localhost", "::1"):
-        import ray
-
-        hosts.append(ray.util.get_node_ip_address())
-    failure: OSError | None = None
-    for candidate in hosts:
-        try:
-            socket.create_connection((candidate, port), timeout=CONNECT_TIMEOUT_S).close()
-            return
-        except OSError as exc:
-            failure = exc
-    reason = failure.strerror or str(failure) if failure else "unreachable"
-    raise UserError(
-        f"ray: cannot reach a Ray cluster at {address} ({reason}); start its head there "
-        f"(ray start --head --port {port}) or check the address"
-    )
-
-
-def _shutdown_quietly() -> None:
-    import ray
-
-    try:
-        ray.shutdown()
-    except Exception:
-        pass
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else exc.__class__.__name__
 
 
 @contextmanager

@@ -60,12 +60,10 @@ The contract of :mod:`serbench.execution.backend`, as this backend keeps it:
 from __future__ import annotations
 
 import ctypes
-import logging
 import math
 import os
 import re
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -75,11 +73,12 @@ from typing import Any, Hashable
 
 from pydantic import Field, field_validator
 
-from serbench import env, hookimpl
+from serbench import hookimpl
 from serbench.errors import UserError
 from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot, WorkerFactory
 from serbench.execution.isolate import process_tree, tree_rss_bytes
-from serbench.execution.limits import GIB, cpu_limit
+from serbench.execution.limits import GIB
+from serbench.execution.ray_connect import address_in_force, checked_address, connect, first_line
 from serbench.spec import Resources, StrictModel
 
 POLL_S = 0.1  # the memory guard's period while a call runs
@@ -116,26 +115,7 @@ class RayOptions(StrictModel):
 
     def resolved_address(self) -> str:
         """The address in force: this option, else ``$SERBENCH_RAY_ADDRESS``, else ``local``."""
-        if self.address is not None:
-            return self.address
-        given = env.get(env.RAY_ADDRESS)
-        if given is None:
-            return "local"
-        try:
-            return checked_address(given)
-        except ValueError as exc:
-            raise UserError(f"{env.RAY_ADDRESS}: {exc}") from None
-
-
-def checked_address(address: str) -> str:
-    """``address`` stripped when it is ``local``, ``auto`` or ``HOST:PORT``; else ValueError."""
-    address = address.strip()
-    if address in ("local", "auto"):
-        return address
-    match = _HOST_PORT.match(address)
-    if not match or not 0 < int(match["port"]) < 65536:
-        raise ValueError(f"{address!r} is not local, auto or HOST:PORT (e.g. 10.0.0.5:6379)")
-    return address
+        return address_in_force(self.address, "execution.options.address")
 
 
 # --- the driver's side ------------------------------------------------------------------
@@ -371,7 +351,7 @@ class RayPool(Pool):
                 state.slot, state.pid = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 state.failures += 1
-                state.last_failure = _first_line(exc)
+                state.last_failure = first_line(exc)
                 self._kill(state)
                 if state.failures < CREATION_ATTEMPTS:
                     self._start(state)
@@ -422,7 +402,7 @@ class RayPool(Pool):
         else:
             what = "worker process"
         where = f"slot {state.index}" + (f" on {state.slot.node}" if state.slot else "")
-        return f"{where}: the slot's {what} died ({exc.__class__.__name__}: {_first_line(exc)})", oom
+        return f"{where}: the slot's {what} died ({exc.__class__.__name__}: {first_line(exc)})", oom
 
 
 def shared_out(resources: Resources, parallel: int, nodes: list[dict]) -> Resources:
@@ -477,9 +457,6 @@ def _count(number: float, noun: str) -> str:
     return f"{number:g} {noun}{'' if number == 1 else 's'}"
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else exc.__class__.__name__
 
 
 class _Connection:
@@ -506,7 +483,7 @@ class _Connection:
             if ray.is_initialized():  # the caller's own session
                 current = cls(address, owned=False)
             else:
-                _init(address)
+                connect(address)
                 current = cls(address, owned=True)
             cls._current = current
         current.users += 1
@@ -530,46 +507,6 @@ class _Connection:
             return ray.get_runtime_context().gcs_address
         except Exception:
             return self.address
-
-
-def _init(address: str) -> None:
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
-    if address == "local":
-        cpus = max(1, math.floor(cpu_limit().cpus))
-        try:
-            ray.init(address="local", num_cpus=cpus, **quiet)
-        except Exception as exc:
-            _shutdown_quietly()
-            raise UserError(f"ray: cannot start a local Ray instance: {_first_line(exc)}") from None
-        return
-    if address != "auto":
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
-        except OSError as exc:
-            raise UserError(
-                f"ray: cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start its head there "
-                f"(ray start --head --port {port}) or use address local"
-            ) from None
-    try:
-        ray.init(address=address, **quiet)
-    except Exception as exc:
-        _shutdown_quietly()
-        where = "the cluster Ray finds (RAY_ADDRESS)" if address == "auto" else f"the Ray cluster at {address}"
-        raise UserError(f"ray: cannot connect to {where}: {_first_line(exc)}") from None
-
-
-def _shutdown_quietly() -> None:
-    """Undo what a failed ``ray.init`` may have set up."""
-    import ray
-
-    try:
-        ray.shutdown()
-    except Exception:
-        pass
 
 
 # --- the slot's side ----------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_the_default_address_comes_from_serbench_ray_address(monkeypatch):
     given = plugin_options(RayBackend.Options, {"address": "auto"}, "execution.options")
     assert given.resolved_address() == "auto"  # the job's (or --ray-address's) choice wins
     monkeypatch.setenv("SERBENCH_RAY_ADDRESS", "nowhere")
-    with pytest.raises(UserError, match=r"^SERBENCH_RAY_ADDRESS: 'nowhere' is not local, auto or HOST:PORT"):
+    with pytest.raises(UserError, match=r"^\$SERBENCH_RAY_ADDRESS: 'nowhere' is not local, auto or HOST:PORT"):
         options.resolved_address()
 
 
