@@ -198,18 +198,13 @@ def probe(serbench_version, torch_version, folders, writable):
     import tempfile
 
     problems = []
-    try:
-        found = importlib.import_module("serbench").__version__
-        if found != serbench_version:
-            problems.append(f"serbench {serbench_version} (this node has serbench {found})")
-    except Exception as exc:
-        problems.append(f"serbench {serbench_version} (import serbench fails: {exc.__class__.__name__}: {exc})")
-    try:
-        found = importlib.import_module("torch").__version__
-        if found != torch_version:
-            problems.append(f"torch {torch_version} (this node has torch {found})")
-    except Exception as exc:
-        problems.append(f"torch {torch_version} (import torch fails: {exc.__class__.__name__}: {exc})")
+    for module, wanted in (("serbench", serbench_version), ("torch", torch_version)):
+        try:
+            found = importlib.import_module(module).__version__
+            if found != wanted:
+                problems.append(f"{module} {wanted} (this node has {module} {found})")
+        except Exception as exc:
+            problems.append(f"{module} {wanted} (import {module} fails: {exc.__class__.__name__}: {exc})")
     checked = {}
     for label, path in folders.items():
         if path is None:  # the data home's default, as a slot computes it on this node

@@ -111,7 +111,7 @@ class Scheduler:
 
     def _trial_back(self, search: FoldSearch, number: int, done: Done) -> None:
         slot = done.slot
-        ran = Ran({}, done.started, done.ended, slot.node if slot else None, slot.index if slot else None)
+        ran = Ran(done.started, done.ended, slot.node if slot else None, slot.index if slot else None)
         if done.lost is not None:
             search.lost_trial(number, done.lost, done.oom, ran)
             return
@@ -121,7 +121,7 @@ class Scheduler:
             fields = failure_fields(done.error)
         else:
             fields = done.value
-        search.finished_trial(number, Ran(fields, ran.started, ran.ended, ran.node, ran.slot))
+        search.finished_trial(number, fields, ran)
 
     def _final_back(self, progress: FoldProgress, done: Done) -> None:
         if done.lost is not None:

@@ -57,9 +57,8 @@ class Ask:
 
 @dataclass(frozen=True)
 class Ran:
-    """How a trial came back from its slot (``time.time()`` seconds)."""
+    """Where and when a trial ran on its slot (``time.time()`` seconds)."""
 
-    fields: dict[str, Any]  # the TrialRecord fields the trial produced (status, value, ...)
     started: float | None = None
     ended: float | None = None
     node: str | None = None
@@ -176,8 +175,9 @@ class FoldSearch:
 
     # -- telling --------------------------------------------------------------------------
 
-    def finished_trial(self, number: int, ran: Ran) -> TrialRecord:
-        """Journal trial ``number`` as it came back, tell the engine, return its record."""
+    def finished_trial(self, number: int, fields: dict[str, Any], ran: Ran) -> TrialRecord:
+        """Journal trial ``number`` with the record ``fields`` it produced (status, value,
+        ...) and where and when it ran; tell the engine; return its record."""
         ask = self.pending.pop(number)
         now = time.time()
         duration = (ran.ended - ran.started) if ran.started is not None and ran.ended is not None else 0.0
@@ -193,7 +193,7 @@ class FoldSearch:
             queued_s=None if ran.started is None or not ask.submitted else max(0.0, ran.started - ask.submitted),
             returned_s=None if ran.ended is None else max(0.0, now - ran.ended),
             reruns=ask.reruns,
-            **ran.fields,
+            **fields,
         )
         self.journal.append(record)
         if self.inflight is not None:
@@ -214,5 +214,5 @@ class FoldSearch:
             self.reruns.append(ask)
             return True
         fields = {"status": "failed", "reason": "oom" if oom else "lost", "error": why}
-        self.finished_trial(number, Ran(fields, ran.started, ran.ended, ran.node, ran.slot))
+        self.finished_trial(number, fields, ran)
         return False

@@ -36,9 +36,8 @@ from serbench.study.trial import Final, Training
 class TrialWorker:
     """One slot's worker: trains and scores configurations on its loaded inputs."""
 
-    def __init__(self, training: Training, slot: Slot):
+    def __init__(self, training: Training):
         self.training = training
-        self.slot = slot
         self.folds = {fold.index: fold for fold in training.inputs.data.folds}
 
     def trial(self, fold: int, number: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +65,7 @@ class InProcessWorkers:
     events: StudyEvents
 
     def __call__(self, slot: Slot) -> TrialWorker:
-        return TrialWorker(Training(self.spec, self.inputs, self.events), slot)
+        return TrialWorker(Training(self.spec, self.inputs, self.events))
 
 
 @dataclass(frozen=True)
@@ -88,4 +87,4 @@ class LoadingWorkers:
         spec = self.spec.model_copy(update={"resources": granted})  # threads and cache bound follow the slot
         plugins = resolve_plugins(spec, reg)
         inputs = load_inputs(spec, plugins, reg, self.data_home, self.out_dir, lambda message: None)
-        return TrialWorker(Training(spec, inputs, StudyEvents()), slot)
+        return TrialWorker(Training(spec, inputs, StudyEvents()))
