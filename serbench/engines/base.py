@@ -32,6 +32,23 @@ several trials at once:
 With one trial at a time (ask, tell, ask, tell ...), an engine behaves exactly as if
 pending trials did not exist. ``serbench.testing.engines.check_pending_asks`` checks
 all of this with 1, 2 and 8 trials pending.
+
+Pruning. A trial reports its validation BCA as it trains: a *curve* of ``(step,
+value)`` points, ``step`` the epochs trained so far (1, 2, ...; step 0 is the frozen
+probe, when the job has one). After each report the loop asks a pruner whether to stop
+the trial (:mod:`serbench.pruning`); a stopped trial is *pruned* and its outcome is
+``Outcome.pruned(last value, curve)``: the engine is told it is pruned, never that it
+finished (Optuna: ``TrialState.PRUNED`` with its intermediate values; each engine's
+module docstring says what its library is told). Finished trials carry their curve too.
+Engines only see curves at ``tell``, so every engine works with every pruner.
+
+An engine whose library prunes by itself may offer that instead (``pruner.by: engine``
+in a job): it lists the serbench pruner names it maps onto its library in
+``prunes_with``; the study calls ``delegate_pruning(name, options, max_step)`` once, before the
+first ``ask``, then ``report(number, step, value)`` after each report of a pending trial,
+which records the point and returns True when the library says stop. A replayed or told
+outcome's curve is recorded as if it had been reported (so a resumed library sees the
+curves it saw). ``serbench.testing.engines.check_pruning`` checks this.
 """
 
 from __future__ import annotations
@@ -60,21 +77,34 @@ class NotReady(Exception):
     while at least one trial is pending; with none, it breaks the contract."""
 
 
+Curve = tuple[tuple[int, float], ...]
+"""A trial's validation BCA by step: ``((step, value), ...)``, steps increasing; step
+``n`` is after ``n`` epochs of training, step 0 the frozen probe (see the module
+docstring)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What a trial gave: ``value`` when it finished, ``reason`` when it failed."""
+    """What a trial gave: ``value`` when it finished, ``reason`` when it failed, and for
+    a pruned trial the last value it reported. ``curve``: every report it made."""
 
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "pruned"]
     value: float | None = None
     reason: str | None = None
+    curve: Curve = ()
 
     @classmethod
-    def ok(cls, value: float) -> "Outcome":
-        return cls("ok", value=value)
+    def ok(cls, value: float, curve: Curve = ()) -> "Outcome":
+        return cls("ok", value=value, curve=tuple(curve))
 
     @classmethod
-    def failed(cls, reason: str) -> "Outcome":
-        return cls("failed", reason=reason)
+    def failed(cls, reason: str, curve: Curve = ()) -> "Outcome":
+        return cls("failed", reason=reason, curve=tuple(curve))
+
+    @classmethod
+    def pruned(cls, value: float, curve: Curve) -> "Outcome":
+        """Stopped by a pruner after reporting ``curve`` (``value``: its last point's)."""
+        return cls("pruned", value=value, curve=tuple(curve))
 
 
 class Engine(ABC):
@@ -100,6 +130,9 @@ class Engine(ABC):
     """The distribution the engine is built on, as pip names it (``"optuna"``,
     ``"ax-platform"``): its installed version goes into ``result.json``'s
     ``versions.libraries.engine``. None: the engine is built on nothing worth naming."""
+    prunes_with: ClassVar[tuple[str, ...]] = ()
+    """The serbench pruner names (``median``, ``successive-halving``, ``hyperband``) this
+    engine can hand to its own library (``pruner.by: engine``); empty: it cannot."""
 
     def __init__(self, space: SearchSpace, seed: int, options: BaseModel | None = None):
         if not space:
@@ -120,6 +153,20 @@ class Engine(ABC):
         """Tell a finished trial from a journal to a fresh engine (for resuming)."""
         self.ask(number)
         self.tell(number, outcome)
+
+    def delegate_pruning(self, name: str, options: dict[str, Any], max_step: int) -> str:
+        """Prune with the library's own equivalent of serbench pruner ``name`` (one of
+        ``prunes_with``) and its ``options`` (the job's ``pruner.options``); ``max_step``:
+        the most epochs any trial may train. Called once, before the first ``ask``.
+        Returns what the library uses, for ``result.json`` (e.g.
+        ``optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)``).
+        ``ValueError`` (one line) for a name or option it cannot honour."""
+        raise ValueError(f"engine {self.name!r} has no pruner of its own")
+
+    def report(self, number: int, step: int, value: float) -> bool:
+        """With delegated pruning: record pending trial ``number``'s validation ``value``
+        after ``step`` and return True when the library says stop it now."""
+        raise NotImplementedError(f"engine {self.name!r} does not prune by itself")
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state from which ``load_state_dict`` restores the engine."""

@@ -25,6 +25,16 @@ A :class:`Done` carries exactly one of:
   slot's worker where the cluster has room for it; the caller decides whether to
   submit the call again.
 
+**Messages to the driver.** A call running on a slot may call :func:`ask_driver`
+``(message)`` any number of times (a trial reporting an epoch's score and asking whether
+to go on): the pool hands ``(key, message)`` to the handler the driver gave
+:meth:`Pool.serve`, in the driver's process and thread, while the driver is in
+:meth:`Pool.wait`, and the call gets the handler's return value back (both picklable).
+Messages of one call arrive in the order it sent them; the handler is never called for
+a call whose :class:`Done` was already returned. With no handler served, ``ask_driver``
+returns ``None``; outside a pool's call it raises ``RuntimeError``. A handler that
+raises makes ``ask_driver`` raise a ``RuntimeError`` in the call, naming the error.
+
 ``in_process`` backends build the worker in the driver's own process, so the factory
 may close over objects already loaded there; other backends pickle the factory to the
 slots. A backend checks in :meth:`ExecutionBackend.open` that one slot's
@@ -38,6 +48,7 @@ from __future__ import annotations
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from contextvars import ContextVar
 from typing import Any, Callable, ClassVar, Hashable
 
 from pydantic import BaseModel
@@ -77,6 +88,33 @@ class Done:
     ended: float | None = None
 
 
+Handler = Callable[[Hashable, Any], Any]
+"""The driver's handler of messages from calls: ``(call key, message) -> reply``."""
+
+_TO_DRIVER: ContextVar[Callable[[Any], Any] | None] = ContextVar("serbench_to_driver", default=None)
+
+
+def ask_driver(message: Any) -> Any:
+    """From inside a call a pool runs: send ``message`` to the driver's handler and
+    return its reply (see the module docstring). ``RuntimeError`` outside a call."""
+    send = _TO_DRIVER.get()
+    if send is None:
+        raise RuntimeError("ask_driver() is only available inside a call run by an execution pool")
+    return send(message)
+
+
+def running_call(send: Callable[[Any], Any]):
+    """For backends: the context in which a call runs, with ``ask_driver`` going to
+    ``send`` (a function of the message that returns the driver's reply). Use as
+    ``token = running_call(send)`` ... ``finish_call(token)``."""
+    return _TO_DRIVER.set(send)
+
+
+def finish_call(token) -> None:
+    """For backends: leave the context :func:`running_call` entered."""
+    _TO_DRIVER.reset(token)
+
+
 class Pool(ABC):
     """``parallel`` slots running calls on their workers (see the module docstring);
     ``resources``: what each slot is granted (the job's, or less where the backend shares
@@ -102,6 +140,18 @@ class Pool(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop every slot; safe to call again."""
+
+    handler: Handler | None = None
+
+    def serve(self, handler: Handler | None) -> None:
+        """Answer calls' :func:`ask_driver` messages with ``handler(key, message)`` from now
+        on (None: reply None)."""
+        self.handler = handler
+
+    def answer(self, key: Hashable, message: Any) -> Any:
+        """For backends: the driver's reply to ``message`` from call ``key`` (the served
+        handler's, or None)."""
+        return None if self.handler is None else self.handler(key, message)
 
     def __enter__(self) -> "Pool":
         return self

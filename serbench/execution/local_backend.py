@@ -16,7 +16,16 @@ from typing import Any, Hashable
 
 from serbench import hookimpl
 from serbench.errors import UserError
-from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot, WorkerFactory, this_node
+from serbench.execution.backend import (
+    Done,
+    ExecutionBackend,
+    Pool,
+    Slot,
+    WorkerFactory,
+    finish_call,
+    running_call,
+    this_node,
+)
 from serbench.execution.limits import check_fits
 from serbench.spec import Resources
 
@@ -44,11 +53,20 @@ class LocalPool(Pool):
         if self._worker is None:
             self._worker = self._factory(self.slot)
         started = time.time()  # once the worker is built: its load is the slot's time, not the call's
+        token = running_call(lambda message: self._reply(key, message))
         try:
             value = getattr(self._worker, method)(*args)
         except Exception as exc:  # KeyboardInterrupt and SystemExit stop the study
             return Done(key, self.slot, error=exc, submitted=submitted, started=started, ended=time.time())
+        finally:
+            finish_call(token)
         return Done(key, self.slot, value=value, submitted=submitted, started=started, ended=time.time())
+
+    def _reply(self, key: Hashable, message: Any) -> Any:
+        try:
+            return self.answer(key, message)
+        except Exception as exc:
+            raise RuntimeError(f"the driver failed to answer: {exc.__class__.__name__}: {exc}") from exc
 
     def close(self) -> None:
         self._queue.clear()
