@@ -64,7 +64,7 @@ class RichEvents(StudyEvents):
         self.trials_task = self.progress.add_task("trials", total=total, info="")
 
     def training_started(self, stage: Stage, trial: int, params: dict[str, Any], epochs: int) -> None:
-        label = "final" if stage is Stage.FINAL else f"trial {trial}"
+        label = {Stage.FINAL: "final", Stage.PROBE: f"trial {trial} probe"}.get(stage, f"trial {trial}")
         shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
         if self.epochs_task is None:
             self.epochs_task = self.progress.add_task("epochs", total=epochs, info="")
@@ -75,7 +75,12 @@ class RichEvents(StudyEvents):
             self.progress.update(self.epochs_task, completed=epoch + 1, info=f"loss {loss:.3f}")
 
     def trial_done(self, record: TrialRecord) -> None:
-        info = f"last: {record.value:.3f}" if record.status == "ok" else f"last: failed ({record.reason})"
+        if record.status == "ok":
+            info = f"last: {record.value:.3f}"
+        elif record.status == "pruned":
+            info = f"last: pruned after epoch {record.pruned_at} at {record.value:.3f}"
+        else:
+            info = f"last: failed ({record.reason})"
         self.progress.update(self.trials_task, advance=1, info=info)
 
 

@@ -18,16 +18,39 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EpochScore(Record):
+    """One validation report of a trial: its BCA after ``epoch`` epochs of training
+    (epoch 0: the frozen probe, its configuration trained with the encoder frozen)."""
+
+    epoch: int = Field(ge=0)
+    bca: float
+
+
 class TrialRecord(Record):
     """One trial as the engine asked for it and as it came back."""
 
     fold: int = Field(0, ge=0, description="Protocol fold (0 for the holdout protocols).")
     number: int = Field(ge=0, description="Trial number within its fold.")
     params: dict[str, Any] = Field(description="What the engine asked for.")
-    status: Literal["ok", "failed"]
-    value: float | None = Field(None, description="Validation BCA (null when failed).")
+    status: Literal["ok", "failed", "pruned"] = Field(
+        description="ok: trained every epoch; pruned: stopped by the pruner after its last report; failed."
+    )
+    value: float | None = Field(
+        None,
+        description="Validation BCA: the last epoch's (objective: last) or the best epoch's (best_epoch); "
+        "for a pruned trial its last report's; null when failed.",
+    )
     val_accuracy: float | None = None
     collapsed: bool = Field(False, description="All validation predictions in one class.")
+    curve: list[EpochScore] = Field(
+        default_factory=list, description="Validation BCA by epoch, as reported (pruner.report_every)."
+    )
+    epochs_trained: int | None = Field(
+        None, ge=0, description="Epochs the trial trained (fewer than its epochs when pruned); null when failed."
+    )
+    pruned_at: int | None = Field(None, ge=0, description="The epoch after which the pruner stopped it (0: the probe).")
+    best_epoch: int | None = Field(None, ge=1, description="objective: best_epoch: the epoch whose BCA is the value.")
+    probe_s: float | None = Field(None, ge=0, description="Seconds of its frozen probe (pruner.frozen_rung).")
     reason: str | None = Field(
         None, description="Why it failed: error, oom, timeout, lost (its slot's process or node died twice)."
     )
@@ -60,6 +83,10 @@ class Best(Record):
     trial: int
     params: dict[str, Any]
     val_bca: float
+    epoch: int | None = Field(
+        None, description="objective: best_epoch: the best trial's best epoch, the epochs its final model trains."
+    )
+    pruned: bool = Field(False, description="The best trial was pruned (no trial trained every epoch).")
     minutes: float = Field(description="Study minutes when the best trial ended.")
     efficiency: float | None = Field(description="Best validation BCA per minute to reach it (paper's E).")
 
@@ -112,7 +139,9 @@ class FoldResult(Record):
     test_speakers: list[str]
     sizes: dict[str, int]
     speakers: dict[str, int]
-    stopped_by: Literal["trials", "wall_minutes", "exhausted"]
+    stopped_by: Literal["trials", "wall_minutes", "exhausted", "epochs"]
+    epochs_spent: int = Field(0, ge=0, description="Epochs the fold's trials trained (budget.epochs counts them).")
+    pruned: int = Field(0, ge=0, description="Trials the pruner stopped.")
     best: Best | None
     thresholds: list[ThresholdHit]
     final_params: dict[str, Any] | None = Field(None, description="All hyperparameters of the final model.")
@@ -217,6 +246,26 @@ class ExecutionUsed(Record):
     trials_per_node: dict[str, int] = Field(description="Search trials journalled from each node.")
 
 
+class PruningUsed(Record):
+    """Who decided which trials to stop, and what the trials cost."""
+
+    pruner: str = Field(description="The spec's pruner.name (none: no trial is stopped).")
+    by: Literal["serbench", "engine"]
+    decided_by: str = Field(
+        description="What made the decisions: the serbench plugin with its options, or the engine's library "
+        "object, e.g. optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)."
+    )
+    options: dict[str, Any]
+    report_every: int
+    frozen_rung: bool
+    objective: Literal["last", "best_epoch"]
+    trials: int = Field(description="Search trials journalled (every fold).")
+    pruned: int
+    completed: int
+    epochs_spent: int = Field(description="Training epochs of every search trial (frozen probes not counted).")
+    probe_seconds: float = Field(description="Seconds spent in frozen probes.")
+
+
 class Result(Record):
     """A finished study. For one-fold protocols ``best``, ``thresholds``, ``test`` and
     ``final_params`` repeat the fold's; with several folds (LOSO) they are null and
@@ -235,10 +284,11 @@ class Result(Record):
     execution: ExecutionUsed | None = Field(None, description="Null in results from before execution backends.")
     data: DataSummary
     backbone: dict[str, Any]
-    stopped_by: Literal["trials", "wall_minutes", "exhausted"] = Field(
+    stopped_by: Literal["trials", "wall_minutes", "exhausted", "epochs"] = Field(
         description="What ended the search (of any fold): the trial budget, the wall-clock "
-        "budget, or an engine with nothing left to ask (a finished grid)."
+        "budget, an engine with nothing left to ask (a finished grid), or the epoch budget."
     )
+    pruning: PruningUsed | None = Field(None, description="Null in results from before pruners.")
     trials: list[TrialRecord]
     folds: list[FoldResult]
     best: Best | None

@@ -28,8 +28,11 @@ def threshold_hits(trials: list[TrialRecord], thresholds: list[float]) -> list[T
 
 
 def best_trial(trials: list[TrialRecord]) -> Best | None:
-    """The finished trial with the highest validation BCA (earliest on ties)."""
+    """The finished trial with the highest validation BCA (earliest on ties); a pruned
+    trial only when no trial finished (its last report's BCA)."""
     finished = [t for t in trials if t.status == "ok" and t.value is not None]
+    if not finished:
+        finished = [t for t in trials if t.status == "pruned" and t.value is not None]
     if not finished:
         return None
     top = max(finished, key=lambda t: (t.value, -t.number))
@@ -38,6 +41,8 @@ def best_trial(trials: list[TrialRecord]) -> Best | None:
         trial=top.number,
         params=top.params,
         val_bca=top.value,
+        epoch=top.best_epoch,
+        pruned=top.status == "pruned",
         minutes=minutes,
         efficiency=top.value / minutes if minutes > 0 else None,
     )

@@ -11,6 +11,7 @@ from serbench.spec.job import (
     HoldoutProtocol,
     JobSpec,
     LosoProtocol,
+    PrunerSpec,
     Resources,
     SpeakerHoldoutProtocol,
     SubsetSpec,
@@ -26,7 +27,7 @@ from serbench.spec.space import ChoiceParam, FloatParam, IntParam, Param
 
 __all__ = [
     "BackboneSpec", "Budget", "ChoiceParam", "DatasetSpec", "EngineSpec", "ExecutionSpec", "FloatParam", "HoldoutProtocol",
-    "IntParam", "JobSpec", "LosoProtocol", "NoOptions", "Param", "Resources", "SpeakerHoldoutProtocol",
+    "IntParam", "JobSpec", "LosoProtocol", "NoOptions", "Param", "PrunerSpec", "Resources", "SpeakerHoldoutProtocol",
     "StrictModel", "SubsetSpec", "TUNABLE", "TrainParams", "TransferTarget", "describe_validation_error",
     "job_schema", "load_job", "parse_job", "plugin_options",
 ]

@@ -163,6 +163,41 @@ class Budget(StrictModel):
     wall_minutes: float | None = Field(
         None, gt=0, description="No new trial starts after this many minutes."
     )
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="Training epochs across the search's trials (each fold's): no new trial starts once the "
+        "epochs trained plus those planned by trials in flight reach it (a trial is never cut short by it; "
+        "frozen-probe epochs are not counted). Compares pruned and full studies on equal compute.",
+    )
+
+
+class PrunerSpec(StrictModel):
+    """Stopping unpromising trials from their epoch-level validation BCA."""
+
+    name: str = Field(
+        "none", min_length=1, description="Pruner plugin name: none, median, successive-halving, hyperband."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the pruner.")
+    by: Literal["serbench", "engine"] = Field(
+        "serbench",
+        description="serbench: the pruner plugin decides, with any engine; engine: the engine's own library "
+        "decides with its equivalent of the named pruner (optuna; ax for median).",
+    )
+    report_every: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Epochs between a trial's validation reports (its curve; the pruner decides only at "
+        "them); the last epoch always reports. Each report costs one validation pass.",
+    )
+    frozen_rung: bool = Field(
+        False,
+        description="Before a trial trains its encoder, score its configuration with the encoder frozen "
+        "(cached features: seconds) and report it as step 0, so the pruner can stop it before any "
+        "encoder training. Only for trials that unfreeze their encoder.",
+    )
 
 
 class Resources(StrictModel):
@@ -195,6 +230,12 @@ class JobSpec(StrictModel):
     transfer: list[TransferTarget] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    objective: Literal["last", "best_epoch"] = Field(
+        "last",
+        description="A trial's score: its last epoch's validation BCA, or its best epoch's (best_epoch: the "
+        "final model then trains for that trial's best number of epochs).",
+    )
     thresholds: list[float] = Field(default_factory=lambda: [0.8, 0.9])
 
     @field_validator("name")
@@ -244,12 +285,24 @@ class JobSpec(StrictModel):
             raise SpecError(f"execution: {describe_validation_error(exc, execution)}") from None
 
     def fingerprint_data(self) -> dict[str, Any]:
-        """The spec as JSON data without ``execution``: what a study's results depend on."""
-        return self.model_dump(mode="json", exclude={"execution"})
+        """The spec as JSON data without ``execution``: what a study's results depend on.
+        Sections added after studies were first journalled (``pruner``, ``objective``,
+        ``budget.epochs``) are left out while at their defaults, so those journals still
+        resume."""
+        data = self.model_dump(mode="json", exclude={"execution"})
+        for key, default in LATER_DEFAULTS.items():
+            if data.get(key) == default:
+                data.pop(key)
+        if data["budget"].get("epochs") is None:
+            data["budget"].pop("epochs")
+        return data
 
     def train_params(self, overrides: dict[str, Any]) -> TrainParams:
         """The full set of hyperparameters for a trial: fixed ones plus ``overrides``."""
         return TrainParams.model_validate({**self.training.model_dump(), **overrides})
+
+
+LATER_DEFAULTS = {"pruner": PrunerSpec().model_dump(mode="json"), "objective": "last"}
 
 
 # --- loading ----------------------------------------------------------------------------

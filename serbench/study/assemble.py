@@ -21,6 +21,7 @@ from serbench.results.schema import (
     FoldResult,
     LibraryVersion,
     PluginVersion,
+    PruningUsed,
     ResourcesUsed,
     Result,
     TransferResult,
@@ -47,6 +48,7 @@ def fold_result(
     final: Final | None,
     thresholds: list[float],
     final_seconds: float,
+    epochs_spent: int = 0,
 ) -> FoldResult:
     parts = {"train": fold.split.train, "val": fold.split.val, "test": fold.split.test}
     return FoldResult(
@@ -55,6 +57,8 @@ def fold_result(
         sizes=fold.split.sizes(),
         speakers={name: len({u.speaker for u in utts}) for name, utts in parts.items()},
         stopped_by=stopped_by,
+        epochs_spent=epochs_spent,
+        pruned=sum(t.status == "pruned" for t in trials),
         best=best,
         thresholds=threshold_hits(trials, thresholds),
         final_params=final.params if final is not None else None,
@@ -73,11 +77,13 @@ def study_result(
     started_at: str,
     wall_start: float,
     execution: ExecutionUsed | None = None,
+    decided_by: str | None = None,
 ) -> Result:
     """The study's ``Result``; ``wall_start`` is the ``time.perf_counter()`` it started at."""
     folds = [run.result for run in runs]
     single = folds[0] if len(folds) == 1 else None
     tested = [f.test for f in folds if f.test is not None]
+    trials = [trial for run in runs for trial in run.trials]
     return Result(
         job=spec.name,
         status="completed" if len(tested) == len(folds) else "partial" if tested else "all_failed",
@@ -92,7 +98,8 @@ def study_result(
         data=data_summary(spec, plugins, inputs.data),
         backbone=inputs.backbone.describe(),
         stopped_by=next((f.stopped_by for f in folds if f.stopped_by != "trials"), "trials"),
-        trials=[trial for run in runs for trial in run.trials],
+        pruning=pruning_used(spec, trials, folds, decided_by),
+        trials=trials,
         folds=folds,
         best=single.best if single else None,
         thresholds=single.thresholds if single else [],
@@ -139,6 +146,25 @@ def transfer_results(
             skipped_files=[f"{b.path}: {b.reason}" for b in corpus.skipped],
         )
     return results
+
+
+def pruning_used(
+    spec: JobSpec, trials: list[TrialRecord], folds: list[FoldResult], decided_by: str | None
+) -> PruningUsed:
+    return PruningUsed(
+        pruner=spec.pruner.name,
+        by=spec.pruner.by,
+        decided_by=decided_by or spec.pruner.name,
+        options=spec.pruner.options,
+        report_every=spec.pruner.report_every,
+        frozen_rung=spec.pruner.frozen_rung,
+        objective=spec.objective,
+        trials=len(trials),
+        pruned=sum(t.status == "pruned" for t in trials),
+        completed=sum(t.status == "ok" for t in trials),
+        epochs_spent=sum(f.epochs_spent for f in folds),
+        probe_seconds=sum(t.probe_s or 0.0 for t in trials),
+    )
 
 
 def data_summary(spec: JobSpec, plugins: Plugins, data: Data) -> DataSummary:

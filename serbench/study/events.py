@@ -13,6 +13,7 @@ class Stage(Enum):
     """The kind of training run (as SpeechBrain's ``Stage`` names train, valid, test)."""
 
     TRIAL = "trial"  # a search trial: trained on the fold's train split, scored on val
+    PROBE = "probe"  # a search trial's frozen probe (pruner.frozen_rung): its encoder kept frozen
     FINAL = "final"  # the best trial's configuration: trained on train + val, scored on test once
 
 

@@ -20,6 +20,7 @@ from serbench.study.assemble import fold_result
 from serbench.study.events import StudyEvents
 from serbench.study.inputs import Inputs
 from serbench.study.output import StudyOutput
+from serbench.study.pruning import make_pruning
 from serbench.study.resolve import Plugins, make_engine
 from serbench.study.scheduler import Scheduler
 from serbench.study.search import FoldSearch
@@ -39,6 +40,7 @@ class FoldLoop:
         self.folds = inputs.data.folds
         self.output = output
         self.events = events
+        self.decided_by: str | None = None  # what made the pruning decisions (fold 0's)
 
     def run(self, pool: Pool, done: list[TrialRecord], inflight: list[dict[str, Any]] = ()) -> list[FoldRun]:
         """Every fold on ``pool``, resuming from the journalled trials ``done`` and the
@@ -46,13 +48,18 @@ class FoldLoop:
         self.events.trials_started(self.spec.budget.trials * len(self.folds))
         searches = []
         for fold in self.folds:
+            engine = make_engine(self.spec, self.plugins)
+            pruning = make_pruning(self.spec, self.plugins.pruner, engine, fold.index)
+            self.decided_by = self.decided_by or pruning.decided_by
             search = FoldSearch(
                 fold.index,
-                make_engine(self.spec, self.plugins),
+                engine,
                 self.spec.budget,
                 self.output.journal,
                 self.events.trial_done,
                 self.output.inflight,
+                pruning,
+                lambda params: self.spec.train_params(params).epochs,
             )
             search.resume([r for r in done if r.fold == fold.index], list(inflight))
             searches.append(search)
@@ -61,7 +68,7 @@ class FoldLoop:
             search, final = progress.search, progress.final
             result = fold_result(
                 fold, search.trials, search.stop_reason, progress.best, final, self.spec.thresholds,
-                progress.final_seconds,
+                progress.final_seconds, search.epochs_spent(),
             )
             runs.append(FoldRun(result, search.trials, final.transfer if final is not None else []))
         return runs

@@ -42,7 +42,13 @@ class Replayed:
 
 
 def outcome_of(record: TrialRecord) -> Outcome:
-    return Outcome.ok(record.value) if record.status == "ok" else Outcome.failed(record.reason or "error")
+    """What the engine is told of a journalled trial: its status, value and curve."""
+    curve = tuple((point.epoch, point.bca) for point in record.curve)
+    if record.status == "ok":
+        return Outcome.ok(record.value, curve)
+    if record.status == "pruned":
+        return Outcome.pruned(record.value, curve)
+    return Outcome.failed(record.reason or "error", curve)
 
 
 def replay_fold(

@@ -1,4 +1,4 @@
-"""The job's plugins (engine, dataset adapter, backbone, execution backend) from the
+"""The job's plugins (engine, dataset adapter, backbone, execution backend, pruner) from the
 registry, their options validated; where the corpus is; a fresh engine for a fold's
 search; the execution backend."""
 
@@ -22,6 +22,7 @@ class Plugins:
     dataset: PluginEntry
     backbone: PluginEntry
     backend: PluginEntry
+    pruner: PluginEntry
 
 
 def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
@@ -34,6 +35,7 @@ def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
     for kind, section in (("engine", spec.engine), ("dataset", spec.dataset), ("backbone", spec.backbone)):
         found[kind] = _get(reg, kind, section.name, f"{kind}.name")
     found["backend"] = _get(reg, "backend", spec.execution.backend, "execution.backend")
+    found["pruner"] = _get(reg, "pruner", spec.pruner.name, "pruner.name")
     for index, target in enumerate(spec.transfer):
         adapter = _get(reg, "dataset", target.name, f"transfer.{index}.name").cls
         plugin_options(adapter.Options, target.options, f"transfer.{index}.options")
@@ -42,6 +44,14 @@ def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
     plugin_options(plugins.engine.cls.Options, spec.engine.options, "engine.options")
     plugin_options(plugins.backbone.cls.Options, spec.backbone.options, "backbone.options")
     plugin_options(plugins.backend.cls.Options, spec.execution.options, "execution.options")
+    plugin_options(plugins.pruner.cls.Options, spec.pruner.options, "pruner.options")
+    own = plugins.engine.cls.prunes_with
+    if spec.pruner.by == "engine" and spec.pruner.name != "none" and spec.pruner.name not in own:
+        offered = ", ".join(own) or "none"
+        raise UserError(
+            f"pruner.by: engine, but engine {plugins.engine.name!r} has no pruner of its own for "
+            f"{spec.pruner.name!r} (it offers: {offered}); use pruner.by: serbench"
+        )
     limit = plugins.backend.cls.max_parallel
     if limit is not None and spec.execution.parallel > limit:
         raise UserError(

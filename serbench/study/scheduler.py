@@ -11,7 +11,9 @@ asked, leaves the slot to the next fold.
 So with one slot a study runs exactly as it always did -- fold 0's trials one by one,
 its final model, then fold 1 -- and with several slots the folds of a LOSO study, being
 independent searches, run side by side. A trial that comes back is journalled and told
-to its fold's engine; a lost one is run again once (:meth:`FoldSearch.lost_trial`); a
+to its fold's engine; while trials run, their validation reports come back as messages
+(:func:`serbench.execution.backend.ask_driver`) and the scheduler answers each with its
+fold's pruning decision (:meth:`FoldSearch.report`); a lost one is run again once (:meth:`FoldSearch.lost_trial`); a
 final model whose slot died is trained again once, then the study stops. An exception a
 call raised that is a :class:`~serbench.errors.UserError` ends the study; any other
 exception in a trial is a failed trial.
@@ -58,12 +60,16 @@ class Scheduler:
 
     def run(self) -> list[FoldProgress]:
         """Run every fold to its end; each fold's progress, in fold order."""
-        while True:
-            self._fill()
-            done = self.pool.wait()
-            if done is None:
-                break
-            self._route(done)
+        self.pool.serve(self._message)
+        try:
+            while True:
+                self._fill()
+                done = self.pool.wait()
+                if done is None:
+                    break
+                self._route(done)
+        finally:
+            self.pool.serve(None)
         unfinished = [p.search.fold for p in self.progress if not p.complete]
         if unfinished:  # the pool ran dry with work left: a backend broke its contract
             raise UserError(f"the execution pool stopped with folds {unfinished} unfinished")
@@ -100,6 +106,14 @@ class Scheduler:
         return True
 
     # -- routing what came back -------------------------------------------------------------
+
+    def _message(self, key, message) -> bool:
+        """A running trial's report ``("report", epoch, bca)``: stop it now?"""
+        kind, fold, number = key
+        tag, step, value = message
+        if kind != "trial" or tag != "report":
+            raise ValueError(f"unexpected message {message!r} from call {key!r}")
+        return self.by_fold[fold].search.report(number, int(step), float(value))
 
     def _route(self, done: Done) -> None:
         kind, fold = done.key[0], done.key[1]

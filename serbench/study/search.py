@@ -17,10 +17,20 @@ when one comes back -- until the budget is spent.
   the same number and configuration; lost a second time, it is journalled as failed
   with reason ``lost`` (``oom`` when the backend knew memory was the cause, and then it
   is not run again).
+- **Pruning.** A pending trial's validation reports come to :meth:`FoldSearch.report`
+  (through the pool's messages to the driver), which asks the fold's pruning
+  (:mod:`.pruning`) whether to stop it; a report of a trial that is no longer pending is
+  answered "stop". Every journalled trial is then ``finished`` to the pruning, and the
+  engine is told its outcome with its curve (pruned: ``Outcome.pruned``).
+- **Epoch budget** (``budget.epochs``): no trial is asked while the epochs trained by
+  journalled trials plus the epochs planned by pending ones reach it; with trials
+  pending the search waits for them (a pruned one gives epochs back), with none it
+  stops (``stopped_by: epochs``).
 - **In flight.** Each trial is in the ``inflight`` marker
   (:mod:`serbench.results.inflight`) from its ask to its journal record.
 - **Resuming** (:meth:`FoldSearch.resume`): the fold's journal is replayed to the fresh
-  engine in its ask/tell interleaving (:mod:`.replay`); trials asked and never
+  engine in its ask/tell interleaving (:mod:`.replay`) and to the fresh pruning in
+  journal order; trials asked and never
   journalled before a later-numbered one was are pending again and run first. The
   fold's clock continues from its last journalled trial, so times to thresholds stay
   comparable (time lost in trials cut short is not counted).
@@ -38,6 +48,7 @@ from serbench.results.inflight import InflightMarker
 from serbench.results.journal import TrialJournal
 from serbench.results.schema import TrialRecord
 from serbench.spec import Budget
+from serbench.study.pruning import FoldPruning
 from serbench.study.replay import outcome_of, replay_fold
 
 RERUNS = 1  # a lost trial runs again this many times before it is journalled as lost
@@ -81,13 +92,19 @@ class FoldSearch:
         journal: TrialJournal,
         on_done: Callable[[TrialRecord], None] = lambda record: None,
         inflight: InflightMarker | None = None,
+        pruning: FoldPruning | None = None,
+        planned_epochs: Callable[[dict[str, Any]], int] = lambda params: 0,
     ):
+        """``pruning``: None, no trial is stopped; ``planned_epochs(params)``: the epochs a
+        configuration trains in full (for ``budget.epochs``)."""
         self.fold = fold
         self.engine = engine
         self.budget = budget
         self.journal = journal
         self.on_done = on_done
         self.inflight = inflight
+        self.pruning = pruning
+        self.planned_epochs = planned_epochs
         self.trials: list[TrialRecord] = []  # journal order: the order they came back
         self.pending: dict[int, Ask] = {}  # asked, not yet journalled
         self.reruns: list[Ask] = []  # pending trials to (re)submit before asking anything new
@@ -104,6 +121,8 @@ class FoldSearch:
         that were in flight (``inflight.json`` entries of this fold) to the fresh engine."""
         replayed = replay_fold(self.fold, self.engine, done, inflight, self.budget.trials)
         self.trials = replayed.trials
+        if self.pruning is not None:
+            self.pruning.replay(self.trials)
         self.tells = len(self.trials)
         self.next_number = replayed.next_number
         for number, (params, asked_after) in sorted(replayed.pending.items()):
@@ -137,6 +156,10 @@ class FoldSearch:
         if deadline is not None and self.elapsed() >= deadline:
             self.stopped_by = "wall_minutes"
             return None
+        if self.budget.epochs is not None and self.epochs_committed() >= self.budget.epochs:
+            if not self.pending:
+                self.stopped_by = "epochs"
+            return None
         number = self.next_number
         try:
             params = self.engine.ask(number)
@@ -161,6 +184,14 @@ class FoldSearch:
         if self.inflight is not None:
             self.inflight.start(self.fold, ask.number, ask.params, self.elapsed(), ask.asked_after)
 
+    def epochs_spent(self) -> int:
+        """Epochs trained by the journalled trials."""
+        return sum(r.epochs_trained or 0 for r in self.trials)
+
+    def epochs_committed(self) -> int:
+        """Epochs spent, plus the epochs the pending trials plan to train."""
+        return self.epochs_spent() + sum(self.planned_epochs(ask.params) for ask in self.pending.values())
+
     @property
     def finished(self) -> bool:
         """Nothing pending and nothing more to ask."""
@@ -170,8 +201,16 @@ class FoldSearch:
 
     @property
     def stop_reason(self) -> str:
-        """What ended the search: ``trials``, ``wall_minutes`` or ``exhausted``."""
+        """What ended the search: ``trials``, ``wall_minutes``, ``exhausted`` or ``epochs``."""
         return self.stopped_by or "trials"
+
+    # -- pruning --------------------------------------------------------------------------
+
+    def report(self, number: int, step: int, value: float) -> bool:
+        """Pending trial ``number`` scored ``value`` after ``step`` epochs: stop it now?"""
+        if number not in self.pending:
+            return True
+        return self.pruning is not None and self.pruning.report(number, step, value)
 
     # -- telling --------------------------------------------------------------------------
 
@@ -198,6 +237,8 @@ class FoldSearch:
         self.journal.append(record)
         if self.inflight is not None:
             self.inflight.finish(self.fold, number)
+        if self.pruning is not None:
+            self.pruning.finished(record)
         self.engine.tell(number, outcome_of(record))
         self.tells += 1
         self.trials.append(record)

@@ -23,7 +23,7 @@ from typing import Any
 
 from serbench import env
 from serbench.errors import UserError
-from serbench.execution.backend import Slot
+from serbench.execution.backend import Slot, ask_driver
 from serbench.results.schema import Best
 from serbench.spec import JobSpec
 from serbench.study.events import StudyEvents
@@ -43,9 +43,14 @@ class TrialWorker:
     def trial(self, fold: int, number: int, params: dict[str, Any]) -> dict[str, Any]:
         """Search trial ``number`` of fold ``fold``: the fields of its ``TrialRecord``
         other than identity and timing. ``UserError`` (and Ctrl-C) end the study; any
-        other exception is a failed trial (``MemoryError``: reason ``oom``)."""
+        other exception is a failed trial (``MemoryError``: reason ``oom``). Each
+        validation report goes to the driver, whose reply says whether to stop."""
+
+        def report(epoch: int, bca: float) -> bool:
+            return bool(ask_driver(("report", epoch, bca)))
+
         try:
-            return self.training.trial(self.folds[fold], number, params)
+            return self.training.trial(self.folds[fold], number, params, report)
         except UserError:
             raise
         except Exception as exc:  # a crashing trial must not end the study (MemoryError is an Exception)

@@ -124,7 +124,7 @@ class Study:
             )
             result = study_result(
                 self.spec, self.plugins, prepared.inputs, runs, len(prepared.done), prepared.started_at,
-                prepared.wall_start, execution,
+                prepared.wall_start, execution, loop.decided_by,
             )
             self.output.write_result(result)
         finally:

@@ -2,14 +2,23 @@
 split, scored by BCA on ``val``) or the final model (``train + val``, scored once on
 ``test`` and zero-shot on every transfer target).
 
+A search trial scores its validation split every ``pruner.report_every`` epochs and after
+its last one (its *curve*), and hands each score to ``report(epoch, bca)``, which says
+whether the pruner stops it there. With ``pruner.frozen_rung``, a trial that would train
+its encoder first trains its configuration with the encoder frozen (cached features: a
+head update per step) and reports that as epoch 0; stopped there, it never touches the
+encoder. Scoring between epochs changes nothing in the training (no random numbers are
+drawn), so a trial's last score is the one it would have had without reports.
+
 Every training run starts from the same head (``torch.manual_seed(spec.seed)``), so a
 configuration scores the same in the search and when it is run again.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,34 +41,99 @@ class Final:
     transfer: list[TransferScore]  # one per transfer target, in the job's order
 
 
+def final_params(best: Best) -> dict[str, Any]:
+    """The best trial's configuration, with ``epochs`` its best epoch when it has one
+    (``objective: best_epoch``); ``unfreeze`` is unchanged (an encoder that would unfreeze
+    only after the last epoch stays frozen)."""
+    if best.epoch is None:
+        return dict(best.params)
+    return {**best.params, "epochs": best.epoch}
+
+
+class Curve:
+    """A search trial's validation reports: scored models, the pruner's say, the record
+    fields they add up to."""
+
+    def __init__(self, training: "Training", val: list, maxlen: int, report: Callable[[int, float], bool]):
+        self.training = training
+        self.val = val
+        self.truth = np.array([c.label for c in val])
+        self.maxlen = maxlen
+        self.report = report
+        self.points: list[tuple[int, Any, bool]] = []  # (epoch, score, collapsed)
+
+    def score(self, model, epoch: int) -> bool:
+        """Score ``model`` after ``epoch`` epochs and report it; True: the pruner stops the trial."""
+        predicted = self.training.predict(model, self.val, self.maxlen)
+        score = score_predictions(self.truth, predicted, self.training.inputs.data.classes)
+        self.points.append((epoch, score, len(set(predicted.tolist())) == 1))
+        return bool(self.report(epoch, score.bca))
+
+    def fields(self, status: str, losses: list[float], probe_s: float | None) -> dict[str, Any]:
+        """The record fields: the value is the last report's (pruned, or ``objective:
+        last``) or the best trained epoch's (``objective: best_epoch``, earliest on ties)."""
+        epoch, score, collapsed = self.points[-1]
+        best_epoch = None
+        if status == "ok" and self.training.spec.objective == "best_epoch":
+            trained = [point for point in self.points if point[0] > 0]
+            epoch, score, collapsed = max(trained, key=lambda point: (point[1].bca, -point[0]))
+            best_epoch = epoch
+        return {
+            "status": status,
+            "value": score.bca,
+            "val_accuracy": score.accuracy,
+            "collapsed": collapsed,
+            "epoch_losses": losses,
+            "curve": [{"epoch": e, "bca": s.bca} for e, s, _ in self.points],
+            "epochs_trained": len(losses),
+            "pruned_at": self.points[-1][0] if status == "pruned" else None,
+            "best_epoch": best_epoch,
+            "probe_s": probe_s,
+        }
+
+
 class Training:
     def __init__(self, spec: JobSpec, inputs: Inputs, events: StudyEvents):
         self.spec = spec
         self.inputs = inputs
         self.events = events
 
-    def trial(self, fold: Fold, number: int, params: dict[str, Any]) -> dict[str, Any]:
-        """Train on the fold's train split, score on its validation split; the fields of
-        the trial's ``TrialRecord`` other than its identity and timing."""
+    def trial(
+        self, fold: Fold, number: int, params: dict[str, Any], report: Callable[[int, float], bool] | None = None
+    ) -> dict[str, Any]:
+        """Train on the fold's train split, scoring the validation split as it goes (see
+        the module docstring); the fields of the trial's ``TrialRecord`` other than its
+        identity and timing. ``report``: the pruner's say after each score (None: never stop)."""
         train_params = self.spec.train_params(params)
-        self.events.training_started(Stage.TRIAL, number, params, train_params.epochs)
-        model, losses = self.train(train_params, fold.split.train)
         val = self._clips(fold.split.val)
-        predicted = self.predict(model, val, train_params.maxlen)
-        truth = np.array([c.label for c in val])
-        score = score_predictions(truth, predicted, self.inputs.data.classes)
-        return {
-            "status": "ok",
-            "value": score.bca,
-            "val_accuracy": score.accuracy,
-            "collapsed": len(set(predicted.tolist())) == 1,
-            "epoch_losses": losses,
-        }
+        curve = Curve(self, val, train_params.maxlen, report or (lambda epoch, bca: False))
+        probe_s = None
+        if self.spec.pruner.frozen_rung and train_params.unfreeze < train_params.epochs:
+            started = time.perf_counter()
+            self.events.training_started(Stage.PROBE, number, params, train_params.epochs)
+            probe, _ = self.train(train_params.model_copy(update={"unfreeze": train_params.epochs}), fold.split.train)
+            stop = curve.score(probe, 0)
+            probe_s = time.perf_counter() - started
+            if stop:
+                return curve.fields("pruned", [], probe_s)
+        self.events.training_started(Stage.TRIAL, number, params, train_params.epochs)
+        every = self.spec.pruner.report_every
+
+        def after_epoch(done: int) -> bool:
+            if done % every and done < train_params.epochs:
+                return False
+            return curve.score(model, done) and done < train_params.epochs
+
+        model = self.build()
+        losses = self.fit(model, train_params, fold.split.train, after_epoch)
+        pruned = len(losses) < train_params.epochs
+        return curve.fields("pruned" if pruned else "ok", losses, probe_s)
 
     def final(self, fold: Fold, best: Best) -> Final:
-        """Train the best trial's configuration on train + val; score test once, then each
+        """Train the best trial's configuration on train + val (for its best epoch's
+        number of epochs with ``objective: best_epoch``); score test once, then each
         transfer target."""
-        train_params = self.spec.train_params(best.params)
+        train_params = self.spec.train_params(final_params(best))
         self.events.training_started(Stage.FINAL, best.trial, best.params, train_params.epochs)
         model, _ = self.train(train_params, fold.split.selection)
         test = self._score(model, self._clips(fold.split.test), train_params.maxlen)
@@ -67,15 +141,21 @@ class Training:
         return Final(train_params.model_dump(), test, transfer)
 
     def train(self, train_params, utterances: list[Utterance]):
+        model = self.build()
+        return model, self.fit(model, train_params, utterances)
+
+    def build(self):
+        """A fresh model; every one starts from the same head."""
         import torch
 
+        torch.manual_seed(self.spec.seed)
+        return self.inputs.backbone.build(len(self.inputs.data.classes))
+
+    def fit(self, model, train_params, utterances: list[Utterance], after_epoch=None) -> list[float]:
         from serbench.training.fit import fit
 
-        torch.manual_seed(self.spec.seed)  # every trial starts from the same head
-        model = self.inputs.backbone.build(len(self.inputs.data.classes))
         clips = self._clips(utterances)
-        losses = fit(model, clips, train_params, self.spec.seed, self.inputs.cache, self.events.epoch_done)
-        return model, losses
+        return fit(model, clips, train_params, self.spec.seed, self.inputs.cache, self.events.epoch_done, after_epoch)
 
     def predict(self, model, clips, maxlen: int) -> np.ndarray:
         from serbench.training.fit import predict

@@ -29,10 +29,15 @@ def fit(
     seed: int,
     cache: FeatureCache | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    after_epoch: Callable[[int], bool] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on ``clips``; return the mean training loss per epoch.
 
-    Deterministic for a given seed, model initialisation and thread count.
+    ``after_epoch(epochs_done)`` is called after each epoch (the model may be scored
+    there: it is put back in training mode for the next epoch); True stops the training
+    there, with the learning-rate schedule of the full ``params.epochs`` (a pruned run is
+    the first epochs of the full run). Deterministic for a given seed, model
+    initialisation and thread count.
     """
     generator = torch.Generator().manual_seed(seed)
     # fused: one kernel over all parameters; on CPU ~5x faster per step than the default
@@ -77,6 +82,8 @@ def fit(
         losses.append(total / len(clips))
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
+        if after_epoch is not None and after_epoch(epoch + 1):
+            break
     model.set_encoder_trainable(False)
     model.eval()
     return losses
