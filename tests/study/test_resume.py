@@ -117,3 +117,44 @@ def test_resume_refuses_a_changed_spec_and_a_missing_study(resumable_copy, tmp_p
     resumable_job.write_text(yaml.safe_dump(changed))
     code, _, err = cli("run", resumable_job, "--out", tmp_path, "--resume")
     assert code == 2 and "spec changed" in err
+
+
+@pytest.fixture(scope="module")
+def pruned_job(tmp_path_factory):
+    """Six trials under successive halving (rungs at 1 and 2 epochs, the top half goes
+    on), some training the encoder: a study in which the pruner stops trials."""
+    from conftest import SMOKE_JOB
+
+    job = json.loads(json.dumps(SMOKE_JOB))
+    job["budget"]["trials"] = 6
+    job["search_space"]["lr"] = {"type": "float", "low": 1e-6, "high": 3e-3, "log": True}
+    job["search_space"]["unfreeze"] = {"type": "int", "low": 0, "high": 3}
+    job["search_space"]["epochs"] = {"type": "int", "low": 2, "high": 3}
+    job["search_space"]["maxlen"] = {"type": "choice", "values": [16000, 20000]}
+    job["pruner"] = {"name": "successive-halving", "options": {"min_resource": 1, "reduction_factor": 2}}
+    path = tmp_path_factory.mktemp("pruned-job") / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def test_a_resumed_pruned_study_prunes_the_same_trials(pruned_job, tmp_path_factory, tmp_path, cli):
+    whole = tmp_path_factory.mktemp("pruned-uninterrupted")
+    proc = start(pruned_job, whole)
+    assert proc.wait() == 0, (whole / "run.log").read_text()
+    uninterrupted = json.loads((whole / "test_job" / "result.json").read_text())
+    statuses = [t["status"] for t in uninterrupted["trials"]]
+    assert "pruned" in statuses[3:], statuses  # a trial after the kill point is pruned
+
+    journal = tmp_path / "test_job" / "trials.jsonl"
+    proc = start(pruned_job, tmp_path)
+    kill_after(proc, journal, 3, 0.3)
+    kept = len(journal_lines(journal))
+    assert 3 <= kept < 6, "killed too late"
+    code, _, err = cli("run", pruned_job, "--out", tmp_path, "--resume")
+    assert code == 0, err
+    result = json.loads((tmp_path / "test_job" / "result.json").read_text())
+    assert result["resumed"] == kept
+    for field in ("number", "params", "status", "value", "curve", "pruned_at", "epochs_trained"):
+        assert [t[field] for t in result["trials"]] == [t[field] for t in uninterrupted["trials"]], field
+    assert result["pruning"]["epochs_spent"] == uninterrupted["pruning"]["epochs_spent"]
+    assert result["best"]["trial"] == uninterrupted["best"]["trial"]
