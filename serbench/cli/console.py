@@ -94,9 +94,14 @@ def print_summary(result: Result, out_dir: Path, console: Console | None = None)
     table.add_column("what")
     table.add_column("value", overflow="fold")
     ok = sum(t.status == "ok" for t in result.trials)
-    table.add_row("trials", f"{len(result.trials)} ({ok} ok), stopped by {result.stopped_by}")
+    pruned = sum(t.status == "pruned" for t in result.trials)
+    pruned_text = f", {pruned} pruned" if pruned else ""
+    table.add_row("trials", f"{len(result.trials)} ({ok} ok{pruned_text}), stopped by {result.stopped_by}")
+    if result.pruning is not None and result.pruning.pruner != "none":
+        table.add_row("pruning", f"{result.pruning.decided_by}; {result.pruning.epochs_spent} epochs trained")
     if result.best is not None:
-        table.add_row("best trial", f"{result.best.trial}: {result.best.params}")
+        epoch = f" (its epoch {result.best.epoch})" if result.best.epoch is not None else ""
+        table.add_row("best trial", f"{result.best.trial}{epoch}: {result.best.params}")
         table.add_row("validation BCA", f"{result.best.val_bca:.4f} after {result.best.minutes:.2f} min")
     for hit in result.thresholds:
         reached = f"trial {hit.trial} at {hit.minutes:.2f} min" if hit.reached else "not reached"

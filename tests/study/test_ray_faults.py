@@ -117,6 +117,27 @@ def test_a_study_runs_two_trials_in_flight_across_both_nodes(ray_cluster, tmp_pa
     assert result["execution"]["slot_cpus"] == 1 and result["execution"]["parallel"] == 2
 
 
+def test_a_pruned_study_on_two_nodes_stops_trials_from_their_remote_reports(ray_cluster, tmp_path):
+    """Epoch reports travel from the slots to the driver's pruner and its decisions back:
+    successive halving (rungs at 1 and 2 epochs) with two trials in flight."""
+    job = job_file(
+        tmp_path, "ray_pruned", budget={"trials": 8},
+        pruner={"name": "successive-halving", "options": {"min_resource": 1, "reduction_factor": 2}},
+    )
+    spec = yaml.safe_load(job.read_text())
+    spec["search_space"]["lr"] = {"type": "float", "low": 1e-6, "high": 3e-3, "log": True}
+    job.write_text(yaml.safe_dump(spec))
+    code, err = finish(start_study(ray_cluster, job, tmp_path / "out"))
+    assert code == 0, err
+    records = assert_complete(tmp_path / "out" / "ray_pruned", trials=8)
+    pruned = [r for r in records if r["status"] == "pruned"]
+    assert pruned, [r["curve"] for r in records]
+    for record in pruned:
+        assert record["epochs_trained"] == record["pruned_at"] < record["params"]["epochs"]
+        assert [p["epoch"] for p in record["curve"]] == list(range(1, record["pruned_at"] + 1))
+    assert len({r["node"] for r in records}) == 2
+
+
 def test_a_slot_larger_than_every_node_is_refused_before_the_study_starts(ray_cluster, tmp_path):
     for resources, needle in (({"cpus": 4, "memory_gb": 1}, "CPU"), ({"cpus": 1, "memory_gb": 64}, "GB")):
         job = job_file(tmp_path, resources=resources)
