@@ -51,15 +51,27 @@ The contract of :mod:`serbench.execution.backend`, as this backend keeps it:
 - **Errors.** The actor returns what a method raised as a value, with its times, so the
   driver's ``Done.error`` is the original exception (a ``UserError`` stays one); a
   ``RayTaskError`` that gets through anyway is unwrapped to its ``cause``.
+- **Messages to the driver.** A call's ``ask_driver`` goes through the pool's *mailbox*
+  (:mod:`serbench.execution.ray_mailbox`): a small async actor on the driver's node,
+  asking for no CPU, started when the pool opens and killed at ``close()``. ``wait``
+  keeps one take from it in its ``ray.wait`` beside the calls in flight, so messages are
+  answered while calls run, by the served handler in the driver's thread; calls that
+  ended in the same ``ray.wait`` are settled first, and a message from a call no longer
+  in flight (ended, or its slot lost) is dropped, never handed to the handler. A call
+  waits for its reply at most ``options.reply_timeout_s`` seconds (default 300), then
+  ``ask_driver`` raises ``RuntimeError``; a mailbox that died fails its calls' messages
+  at once (``RuntimeError``), and once ``wait`` sees it dead the pool starts another, for
+  the calls dispatched after that.
 - **Quiet.** Ray's usage statistics are off unless ``RAY_USAGE_STATS_ENABLED`` says
   otherwise; the slots' own output stays in Ray's log files.
 - **Overhead.** The driver never sleeps to poll: ``wait`` blocks in ``ray.wait`` on the
-  calls in flight and the readiness of starting actors.
+  calls in flight, the readiness of starting actors and the mailbox's pending take.
 """
 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
 import os
 import re
@@ -75,10 +87,11 @@ from pydantic import Field, field_validator
 
 from serbench import hookimpl
 from serbench.errors import UserError
-from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot, WorkerFactory
+from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot, WorkerFactory, finish_call, running_call
 from serbench.execution.isolate import process_tree, tree_rss_bytes
 from serbench.execution.limits import GIB
 from serbench.execution.ray_connect import address_in_force, checked_address, connect, first_line
+from serbench.execution.ray_mailbox import ENDED, Channel, Inbox, sender
 from serbench.spec import Resources, StrictModel
 
 POLL_S = 0.1  # the memory guard's period while a call runs
@@ -106,6 +119,9 @@ class RayOptions(StrictModel):
     )
     placement_timeout_s: float = Field(
         300.0, gt=0, description="With calls queued and no slot alive, how long to wait for one to start."
+    )
+    reply_timeout_s: float = Field(
+        300.0, gt=0, description="How long a call's ask_driver waits for the driver's reply before it raises RuntimeError."
     )
 
     @field_validator("address")
@@ -173,6 +189,7 @@ class _Call:
     method: str
     args: tuple[Any, ...]
     submitted: float
+    id: int = -1  # the dispatch's, for its messages (a call run again is another call)
 
 
 @dataclass
@@ -210,6 +227,8 @@ class RayPool(Pool):
         self._readying: dict[Any, _SlotState] = {}  # ready() ref -> its slot
         self._done: deque[Done] = deque()
         self._closed = False
+        self._ids = itertools.count()
+        self._inbox = Inbox(options.reply_timeout_s)
         for state in self._slots:
             self._start(state)
 
@@ -234,16 +253,21 @@ class RayPool(Pool):
             if not self._inflight:
                 self._wait_for_a_slot()
                 continue
-            refs = [*self._inflight, *self._readying]
+            mail = self._inbox.ref
+            refs = [*self._inflight, *self._readying, *([mail] if mail is not None else [])]
             ready, rest = ray.wait(refs, num_returns=1)
             if rest:  # everything else that has ended too, so Dones come in the order calls ended
                 more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
                 ready += more
             ended = []
             for ref in ready:
+                if mail is not None and ref == mail:
+                    continue
                 done = self._settle(ref)
                 if done is not None:
                     ended.append(done)
+            if mail is not None and any(ref == mail for ref in ready):  # after the calls that ended: never answer them
+                self._inbox.deliver(self._answer)
             self._done.extend(sorted(ended, key=lambda d: d.ended if d.ended is not None else time.time()))
             self._dispatch()
         return self._done.popleft()
@@ -254,6 +278,7 @@ class RayPool(Pool):
         self._closed = True
         for state in self._slots:
             self._kill(state)
+        self._inbox.close()
         self._queue.clear()
         self._inflight.clear()
         self._readying.clear()
@@ -271,6 +296,11 @@ class RayPool(Pool):
     def slot_pids(self) -> list[list[int]]:
         """For each slot, the PIDs of the Ray worker processes its actors ran in, oldest first."""
         return [list(state.history) for state in self._slots]
+
+    def mailboxes(self) -> list[tuple[int, str] | None]:
+        """For each mailbox the pool started, oldest first: the PID of its Ray worker
+        process and its node's Ray id (None: it never started)."""
+        return self._inbox.where()
 
     # -- slots -------------------------------------------------------------------------
 
@@ -305,8 +335,9 @@ class RayPool(Pool):
         while self._queue and self._idle:
             state = self._idle.popleft()
             call = self._queue.popleft()
+            call.id = next(self._ids)
             try:
-                ref = state.actor.call.remote(call.method, *call.args)
+                ref = state.actor.call.remote(self._inbox.channel(call.id), call.method, *call.args)
             except Exception as exc:  # arguments Ray cannot pickle: the call's error, not the slot's
                 self._idle.appendleft(state)
                 self._done.append(Done(call.key, state.slot, error=exc, submitted=call.submitted))
@@ -339,6 +370,19 @@ class RayPool(Pool):
             f"and the cluster at {self._connection.where()} has {_count(len(nodes), 'alive node')} "
             f"(at most {_count(cpus, 'CPU')} and {memory / GIB:.1f} GB each, some of it perhaps in use)"
         )
+
+    # -- messages ------------------------------------------------------------------------
+
+    def _answer(self, call_id: int, message: Any) -> tuple[bool, Any]:
+        """The reply to a message from call ``call_id``: the served handler's, for a call
+        still in flight (``(False, why)`` when the handler raised or the call has ended)."""
+        call = next((s.call for s in self._inflight.values() if s.call is not None and s.call.id == call_id), None)
+        if call is None:
+            return False, ENDED
+        try:
+            return True, self.answer(call.key, message)
+        except Exception as exc:
+            return False, f"the driver failed to answer: {exc.__class__.__name__}: {exc}"
 
     # -- results -------------------------------------------------------------------------
 
@@ -535,8 +579,9 @@ class _SlotActor:
     def ready(self) -> tuple[Slot, int]:
         return self.slot, os.getpid()
 
-    def call(self, method: str, *args: Any) -> tuple[bool, Any, float, float]:
-        """``(True, value, started, ended)`` or ``(False, exception, started, ended)``."""
+    def call(self, channel: Channel, method: str, *args: Any) -> tuple[bool, Any, float, float]:
+        """``(True, value, started, ended)`` or ``(False, exception, started, ended)``;
+        the method's ``ask_driver`` goes through ``channel``."""
         started = time.time()
         ok, payload = False, None
         try:
@@ -545,7 +590,11 @@ class _SlotActor:
                 if self.worker is None:
                     self.worker = self.factory(self.slot)
                     started = time.time()  # building the slot's worker is the slot's time, not the call's
-                payload, ok = getattr(self.worker, method)(*args), True
+                token = running_call(sender(channel))
+                try:
+                    payload, ok = getattr(self.worker, method)(*args), True
+                finally:
+                    finish_call(token)
             except Exception as exc:
                 payload = exc
             finally:

@@ -40,6 +40,16 @@ The clauses:
   with that message, the slot survives them, and later calls run on the same worker.
 - ``worker reuse``: one worker per slot, built once and reused by every later call (the
   factory is called once per slot).
+- ``messages``: calls that :func:`~serbench.execution.backend.ask_driver` several
+  messages each (``parallel`` of them at once) get the served handler's replies, in
+  order (the kit's handler returns a function of key and message); the handler gets each
+  call's messages in the order sent, in the thread that is inside ``wait()`` at the
+  time, and never for a call whose ``Done`` was already returned. Before any handler is
+  served, and after ``serve(None)``, every reply is None. A handler that raises makes
+  ``ask_driver`` raise ``RuntimeError`` in the call, naming the handler's exception (its
+  class and message); the call catches it and ends normally. ``ask_driver`` outside a
+  call raises ``RuntimeError``: in the kit's own thread, and in the thread that ran
+  ``wait()`` once it has returned.
 - ``close``: ``close()`` returns, and a second ``close()`` too.
 - ``too big``: ``open`` with a slot larger than any machine (``cpus`` as asked,
   ``memory_gb`` 65536) raises ``UserError`` (one line) within ``REFUSAL_TIMEOUT_S``.
@@ -61,7 +71,7 @@ from typing import Any, Hashable, Mapping
 
 
 from serbench.errors import UserError
-from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot
+from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot, ask_driver
 from serbench.spec import Resources
 from serbench.testing.contract import ContractError, clause, options_problem
 
@@ -70,6 +80,8 @@ CLOCK_SKEW_S = 2.0  # allowed between the driver's clock and a slot's
 REFUSAL_TIMEOUT_S = 60.0  # how long a refusing open() may take (it may connect first)
 WAIT_TIMEOUT_S = 300.0  # how long the kit waits for one call to come back
 KIT_RESOURCES = Resources(cpus=1, memory_gb=1)
+MESSAGES = 5  # how many messages each of the kit's asking calls sends
+HANDLER_ERROR = "kit: the handler's own error"
 
 
 class BackendContractError(ContractError):
@@ -111,6 +123,30 @@ class KitWorker:
     def fail(self, error: BaseException) -> None:
         """Raise ``error``."""
         raise error
+
+    def ask(self, messages: list[Any], catch: bool = False, pause: float = 0.0, marker: str | None = None) -> dict[str, Any]:
+        """``ask_driver`` each of ``messages`` in turn (``pause`` seconds apart; ``marker``:
+        append ``PID N`` to that file before sending message N), then report the replies
+        and each round trip's seconds. ``catch``: an exception ``ask_driver`` raises is
+        reported in place of its reply, as ``{"error": class name, "runtime_error": bool,
+        "message": text}``, and the call goes on."""
+        replies: list[Any] = []
+        seconds: list[float] = []
+        for n, message in enumerate(messages):
+            if n and pause:
+                time.sleep(pause)
+            if marker:
+                with open(marker, "a", encoding="utf-8") as handle:
+                    handle.write(f"{os.getpid()} {n}\n")
+            sent = time.perf_counter()
+            try:
+                replies.append(ask_driver(message))
+            except Exception as exc:
+                if not catch:
+                    raise
+                replies.append({"error": type(exc).__name__, "runtime_error": isinstance(exc, RuntimeError), "message": str(exc)})
+            seconds.append(time.perf_counter() - sent)
+        return self.report(replies=replies, seconds=seconds)
 
     def allocate(self, gb: float, seconds: float = 0.0, marker: str | None = None, swallow: bool = False) -> dict[str, Any]:
         """Allocate and touch ``gb`` GiB in 64 MiB steps, then hold it ``seconds`` in short
@@ -168,6 +204,7 @@ def check_backend(
         check_submission_order(backend_cls, dones)
         check_errors(backend_cls, pool, dones)
         check_worker_reuse(backend_cls, dones, parallel)
+        check_messages(backend_cls, pool)
     finally:
         check_close(backend_cls, pool)
     check_too_big(backend_cls, backend_cls(backend.options), resources)
@@ -347,6 +384,136 @@ def check_worker_reuse(backend_cls, dones: list[Done], parallel: int) -> None:
             raise BackendContractError(backend_cls, name, f"a worker counted its calls as {sorted(counts)}: not one object kept between calls")
 
 
+def kit_reply(key: Hashable, message: Any) -> tuple[str, Hashable, Any]:
+    """The reply of the kit's handler: a function of the call's key and its message."""
+    return ("kit-reply", key, message)
+
+
+def check_messages(backend_cls, pool: Pool) -> None:
+    """``ask_driver`` from calls: replies in order, the handler in the driver's thread
+    inside ``wait()``, None without a handler, a raising handler's error in the call."""
+    name = "messages"
+    messages = list(range(MESSAGES))
+    driver = _ServingDriver()
+
+    def broken(detail: str) -> BackendContractError:
+        return BackendContractError(backend_cls, name, detail)
+
+    with _clause(backend_cls, name):
+        try:
+            ask_driver("kit: outside any call")
+        except RuntimeError:
+            pass
+        else:
+            raise broken("ask_driver() outside any call (in the kit's own thread) did not raise RuntimeError")
+
+    def none_each(key: Hashable, replies: Any) -> str | None:
+        return None if replies == [None] * len(messages) else "None each (no handler is served)"
+
+    def the_handlers(key: Hashable, replies: Any) -> str | None:
+        expected = [kit_reply(key, m) for m in messages]
+        return None if replies == expected else f"the handler's, in order: {expected!r}"
+
+    def runtime_errors(key: Hashable, replies: Any) -> str | None:
+        good = isinstance(replies, list) and len(replies) == len(messages) and all(
+            isinstance(r, dict) and r.get("runtime_error") and KitError.__name__ in r["message"] and HANDLER_ERROR in r["message"]
+            for r in replies
+        )
+        return None if good else f"a RuntimeError each, naming the handler's {KitError.__name__}: {HANDLER_ERROR}"
+
+    steps = [  # (what is served, how many calls at once, whether calls catch ask_driver's errors, the replies expected)
+        ("no handler", False, 1, False, none_each),
+        ("a handler", driver.handler, pool.parallel, False, the_handlers),
+        ("a raising handler", driver.raising, 1, True, runtime_errors),
+        ("serve(None)", None, 1, False, none_each),
+    ]
+    for step, (what, handler, count, catch, check) in enumerate(steps):
+        if handler is not False:
+            with _clause(backend_cls, name):
+                pool.serve(handler)
+        keys = [(f"kit-ask-{step}", i) for i in range(count)]
+        with _clause(backend_cls, name):
+            for key in keys:
+                pool.submit(key, "ask", messages, catch)
+        got = {done.key: done for done in driver.collect(backend_cls, pool, name, count)}
+        for key in keys:
+            done = got.get(key)
+            if done is None or done.error is not None or done.lost is not None or not isinstance(done.value, dict):
+                detail = "did not come back" if done is None else f"ended with error={done.error!r}, lost={done.lost!r}"
+                raise broken(f"with {what}, call {key!r} sending {len(messages)} messages {detail}")
+            replies = done.value.get("replies")
+            wanted = check(key, replies)
+            if wanted is not None:
+                raise broken(f"with {what}, call {key!r} got the replies {replies!r}, not {wanted}")
+            handled = [message for k, message, _ in driver.calls if k == key]
+            if handler and handled != messages:
+                raise broken(f"with {what}, the handler got call {key!r}'s messages as {handled!r}, not {messages!r}")
+            if not handler and handled:
+                raise broken(f"with {what}, a handler served before got call {key!r}'s messages {handled!r}")
+        for key, message, problem in driver.calls:
+            if problem:
+                raise broken(f"the handler was called for call {key!r} (message {message!r}) {problem}")
+        if driver.leaks:
+            raise broken(f"ask_driver() in the thread that ran wait(), after it returned, {driver.leaks[0]}")
+
+
+class _ServingDriver:
+    """The kit's driver for the ``messages`` clause: ``wait()`` in a thread of its own (as
+    :func:`_wait` does), recording which thread is inside it; handlers that note where and
+    when they are called."""
+
+    def __init__(self) -> None:
+        self.inside: int | None = None  # the thread inside wait() now
+        self.returned: set[Hashable] = set()  # keys whose Done wait() has returned
+        self.calls: list[tuple[Hashable, Any, str]] = []  # (key, message, what was wrong or "")
+        self.leaks: list[str] = []
+
+    def _note(self, key: Hashable, message: Any) -> None:
+        problem = ""
+        if self.inside is None:
+            problem = "while no thread was inside wait()"
+        elif threading.get_ident() != self.inside:
+            problem = "in another thread than the one inside wait()"
+        elif key in self.returned:
+            problem = "after its Done had been returned"
+        self.calls.append((key, message, problem))
+
+    def handler(self, key: Hashable, message: Any) -> Any:
+        self._note(key, message)
+        return kit_reply(key, message)
+
+    def raising(self, key: Hashable, message: Any) -> Any:
+        self._note(key, message)
+        raise KitError(HANDLER_ERROR)
+
+    def wait(self, pool: Pool) -> Done | None:
+        self.inside = threading.get_ident()
+        try:
+            done = pool.wait()
+        finally:
+            self.inside = None
+        if done is not None:
+            self.returned.add(done.key)
+        try:
+            ask_driver("kit: after wait() returned")
+        except RuntimeError:
+            pass
+        except Exception as exc:
+            self.leaks.append(f"raised {exc.__class__.__name__}: {exc}, not RuntimeError")
+        else:
+            self.leaks.append("did not raise RuntimeError")
+        return done
+
+    def collect(self, backend_cls, pool: Pool, name: str, count: int) -> list[Done]:
+        dones = []
+        for _ in range(count):
+            done = _wait(backend_cls, pool, name, lambda: self.wait(pool))
+            if not isinstance(done, Done):
+                raise BackendContractError(backend_cls, name, f"wait() returned {done!r} with calls not back")
+            dones.append(done)
+        return dones
+
+
 def check_close(backend_cls, pool: Pool) -> None:
     name = "close"
     with _clause(backend_cls, name):
@@ -419,9 +586,10 @@ def _bounded(call, timeout: float) -> dict[str, Any]:
     return {} if thread.is_alive() else box
 
 
-def _wait(backend_cls, pool: Pool, name: str) -> Done | None:
-    """``pool.wait()``, failing the clause if it takes longer than ``WAIT_TIMEOUT_S``."""
-    box = _bounded(pool.wait, WAIT_TIMEOUT_S)
+def _wait(backend_cls, pool: Pool, name: str, waiting=None) -> Done | None:
+    """``pool.wait()`` (or ``waiting()``), failing the clause if it takes longer than
+    ``WAIT_TIMEOUT_S``."""
+    box = _bounded(waiting or pool.wait, WAIT_TIMEOUT_S)
     if not box:
         raise BackendContractError(backend_cls, name, f"wait() did not return within {WAIT_TIMEOUT_S:g} s")
     if "error" in box:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from serbench.errors import UserError
@@ -165,6 +168,118 @@ def stall(args: dict) -> None:
     pool.close()
 
 
+def message_latency(args: dict) -> None:
+    """One call that asks the driver ``messages`` times in a row (after a warm-up call):
+    each round trip as the call measured it."""
+    _, pool = open_pool(args["address"], parallel=1)
+    pool.serve(lambda key, message: message)
+    pool.submit("warm", "ask", [0])
+    drain(pool)
+    pool.submit("asks", "ask", list(range(args["messages"])))
+    (line,) = drain(pool)
+    seconds = line["value"]["seconds"]
+    emit("latency", seconds=seconds, median=statistics.median(seconds), replies_ok=line["value"]["replies"] == list(range(args["messages"])))
+    pool.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _await_death(pid: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"process {pid} was not killed within {timeout:g} s")
+        time.sleep(0.02)
+
+
+def _first_pid(marker: str, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(Path(marker).read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no call wrote {marker} within {timeout:g} s") from None
+            time.sleep(0.02)
+
+
+def lost_asking(args: dict) -> None:
+    """Calls that keep asking the driver, each killed by the test (by PID) with a message in
+    flight: ``victim-a`` while the driver's handler is answering it (the handler waits for
+    the kill), ``victim-b`` while the driver is outside ``wait()`` and its message waits in
+    the mailbox. Every handler call and every Done is emitted with the time it happened."""
+    _, pool = open_pool(args["address"])
+    marker = args["marker"]
+    returned: dict[str, float] = {}
+
+    def handler(key, message):
+        emit("handled", key=key, message=message, at=time.time(), after_done=json.dumps(key) in returned)
+        if key == "victim-a" and message == 3:
+            Path(f"{marker}.a.handler").write_text("in the handler\n")
+            _await_death(_first_pid(f"{marker}.a"))
+            time.sleep(0.5)
+        return ["reply", message]
+
+    def drain_noting(until: int | None = None) -> list[dict[str, Any]]:
+        lines = drain(pool, until)
+        for line in lines:
+            returned[json.dumps(line["key"])] = line["received"]
+        return lines
+
+    pool.serve(handler)
+    many = list(range(2000))
+    pool.submit("victim-a", "ask", many, False, 0.05, f"{marker}.a")
+    pool.submit("bystander-a", "ask", list(range(5)), False, 0.1)
+    drain_noting()
+    pool.submit("victim-b", "ask", many, False, 0.1, f"{marker}.b")
+    pool.submit("bystander-b", "ask", list(range(5)), False, 0.1)
+    _first_pid(f"{marker}.b")
+    while "victim-b" not in [line["key"] for line in drain_noting(until=1)]:
+        if json.dumps("bystander-b") in returned and not Path(f"{marker}.b.outside").exists():
+            # outside wait(): victim-b's next message waits in the mailbox, unanswered
+            Path(f"{marker}.b.outside").write_text("outside wait()\n")
+            _await_death(_first_pid(f"{marker}.b"))
+            time.sleep(2.0)  # Ray learns of the death before the driver looks again
+            emit("looking-again", at=time.time())
+    for i in range(2):
+        pool.submit(["after", i], "ask", list(range(3)))
+    drain_noting()
+    emit("slots", pids=pool.slot_pids(), mailboxes=pool.mailboxes())
+    pool.close()
+
+
+def mailbox_faults(args: dict) -> None:
+    """The mailbox stopped (SIGSTOP): a call's ask_driver gives up after
+    ``reply_timeout_s``; killed (SIGKILL): a call's ask_driver fails at once, and a new
+    mailbox answers the calls dispatched after."""
+    import ray
+
+    _, pool = open_pool(args["address"], parallel=1, reply_timeout_s=args["reply_timeout"])
+    pool.serve(lambda key, message: ["reply", message])
+    emit("driver", node=ray.get_runtime_context().get_node_id())
+    pool.submit("before", "ask", [1, 2, 3])
+    drain(pool)
+    (pid, node), = pool.mailboxes()
+    emit("mailbox", pid=pid, node=node)
+    os.kill(pid, signal.SIGSTOP)
+    pool.submit("stopped", "ask", [1], True)
+    drain(pool)
+    os.kill(pid, signal.SIGKILL)
+    _await_death(pid)
+    time.sleep(1.0)
+    pool.submit("killed", "ask", [1, 2], True)
+    drain(pool)
+    pool.submit("after", "ask", [1, 2, 3])
+    drain(pool)
+    emit("mailboxes", mailboxes=pool.mailboxes())
+    pool.close()
+
+
 def local(args: dict) -> None:
     """``address: local``: a private Ray instance, sized to this process's CPUs, stopped
     at close."""
@@ -199,7 +314,10 @@ def connect(args: dict) -> None:
             pool.close()
 
 
-SCENARIOS = {f.__name__.replace("_", "-"): f for f in (kit, too_big, kill_worker, kill_raylet, memory, overhead, stall, local, connect)}
+SCENARIOS = {
+    f.__name__.replace("_", "-"): f
+    for f in (kit, too_big, kill_worker, kill_raylet, memory, overhead, message_latency, lost_asking, mailbox_faults, stall, local, connect)
+}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})

@@ -1,6 +1,8 @@
 """The execution backends on real Ray: the contract kit on ``local`` and ``ray``, the ray
-backend's options and refusals, and faults on a real two-node cluster (a worker process
-killed mid-call, a node's raylet killed, a call over its memory limit), with no mocks.
+backend's options and refusals, faults on a real two-node cluster (a worker process
+killed mid-call, a node's raylet killed, a call over its memory limit), and messages from
+calls to the driver (round trip, a slot lost with a message in flight, the mailbox
+stopped or killed), with no mocks.
 
 Every driver runs in the cluster's network namespace (``tests/ray_cluster.py``,
 ``ray_driver.py`` beside this file); faults are injected from here, by PID."""
@@ -237,6 +239,113 @@ def test_per_call_overhead_is_small(ray_cluster):
     to_driver = sorted(line["received"] - line["ended"] for line in lines)
     print(f"median submit->start {to_start[10] * 1000:.1f} ms, end->driver {to_driver[10] * 1000:.1f} ms")
     assert to_start[10] < 0.05 and to_driver[10] < 0.05, (to_start, to_driver)
+
+
+# --- messages to the driver -----------------------------------------------------------------
+
+
+def test_a_message_round_trip_is_short(ray_cluster):
+    """A call that asks the driver 50 times in a row, each round trip as the call measures
+    it (goal: a median under 20 ms)."""
+    latency = one(scenario(ray_cluster, "message-latency", messages=50), "latency")
+    seconds = sorted(latency["seconds"])
+    assert latency["replies_ok"] and len(seconds) == 50, latency
+    print(f"ask_driver round trip: median {latency['median'] * 1000:.1f} ms, max {seconds[-1] * 1000:.1f} ms")
+    assert latency["median"] < 0.02, seconds
+
+
+def first_pid(path: Path, timeout: float = 60) -> int:
+    """The PID an asking toy worker wrote first to its marker (``PID N`` lines)."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().split()):
+        assert time.monotonic() < deadline, f"no call started within {timeout} s ({path})"
+        time.sleep(0.05)
+    return int(path.read_text().split()[0])
+
+
+def sent(path: Path) -> list[int]:
+    """The numbers of the messages an asking toy worker was about to send (its marker)."""
+    return [int(line.split()[1]) for line in path.read_text().splitlines() if len(line.split()) == 2]
+
+
+def wait_for_file(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
+        time.sleep(0.02)
+
+
+def test_a_slot_lost_with_a_message_in_flight_neither_hangs_the_driver_nor_delivers_after_its_done(ray_cluster, tmp_path):
+    """Two calls that keep asking the driver, each SIGKILLed with a message in flight: the
+    first while the driver's handler answers it, the second while the driver is outside
+    wait() and its message waits in the mailbox. Both come back lost, the handler never
+    hears from a call after its Done, the second's waiting message is dropped, the driver
+    does not hang, and later calls get their replies through the same mailbox."""
+    marker = tmp_path / "victim"
+    proc = start(ray_cluster, "lost-asking", marker=str(marker))
+    try:
+        wait_for_file(Path(f"{marker}.a.handler"))
+        pid_a = first_pid(Path(f"{marker}.a"))
+        assert ray_cluster.node_of(pid_a) is not None
+        os.kill(pid_a, signal.SIGKILL)
+        wait_for_file(Path(f"{marker}.b.outside"))
+        pid_b = first_pid(Path(f"{marker}.b"))
+        sent_before = len(sent(Path(f"{marker}.b")))
+        deadline = time.monotonic() + 30
+        while len(sent(Path(f"{marker}.b"))) == sent_before:  # a message posted while the driver is outside wait()
+            assert time.monotonic() < deadline, "victim-b sent nothing more"
+            time.sleep(0.02)
+        time.sleep(0.3)  # ... and in the mailbox
+        os.kill(pid_b, signal.SIGKILL)
+        lines = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    calls = dones(lines)
+    handled = [line for line in lines if line["event"] == "handled"]
+    assert not [line for line in handled if line["after_done"]], "the handler heard from a call after its Done"
+    for victim, pid in (("victim-a", pid_a), ("victim-b", pid_b)):
+        done = calls[json.dumps(victim)]
+        assert done["lost"] and done["error"] is None, done
+        assert all(line["at"] < done["received"] for line in handled if line["key"] == victim), victim
+        posted = sent(Path(f"{marker}.{victim[-1]}"))
+        got = [line["message"] for line in handled if line["key"] == victim]
+        assert got == posted[: len(got)], (victim, posted, got)  # in order, none twice
+    # a: the message being answered when the slot died was the last one handled
+    assert [line["message"] for line in handled if line["key"] == "victim-a"][-1] == 3
+    # b: the message that was waiting in the mailbox when the slot died was dropped
+    sent_b = sent(Path(f"{marker}.b"))
+    handled_b = [line["message"] for line in handled if line["key"] == "victim-b"]
+    assert len(handled_b) == len(sent_b) - 1, (sent_b, handled_b)
+    looked = one(lines, "looking-again")["at"]
+    assert not [line for line in handled if line["key"] == "victim-b" and line["at"] > looked], handled_b
+    for key in ("bystander-a", "bystander-b"):
+        assert calls[json.dumps(key)]["value"]["replies"] == [["reply", n] for n in range(5)], calls[json.dumps(key)]
+    after = [calls[json.dumps(["after", i])] for i in range(2)]
+    assert all(line["value"]["replies"] == [["reply", n] for n in range(3)] for line in after), after
+    slots = one(lines, "slots")
+    assert {pid_a, pid_b} <= {pid for pids in slots["pids"] for pid in pids}, slots
+    assert len(slots["mailboxes"]) == 1, slots  # one mailbox all along
+
+
+def test_a_stopped_or_dead_mailbox_fails_the_message_not_the_call_and_is_replaced(ray_cluster):
+    """The pool's mailbox, on the driver's node, SIGSTOPped: the call's ask_driver raises
+    RuntimeError after reply_timeout_s (3 s here); SIGKILLed: at once; the call catches it
+    and returns. Calls dispatched after that are answered by a new mailbox."""
+    lines = scenario(ray_cluster, "mailbox-faults", reply_timeout=3)
+    calls = dones(lines)
+    assert one(lines, "mailbox")["node"] == one(lines, "driver")["node"]
+    assert calls['"before"']["value"]["replies"] == [["reply", n] for n in (1, 2, 3)]
+    stopped = calls['"stopped"']
+    (reply,) = stopped["value"]["replies"]
+    assert reply["runtime_error"] and "did not answer within 3 s" in reply["message"], reply
+    assert 3 <= stopped["value"]["seconds"][0] < 5, stopped
+    killed = calls['"killed"']
+    assert all(r["runtime_error"] and "mailbox failed" in r["message"] for r in killed["value"]["replies"]), killed
+    assert max(killed["value"]["seconds"]) < 2, killed
+    assert calls['"after"']["value"]["replies"] == [["reply", n] for n in (1, 2, 3)], calls['"after"']
+    mailboxes = one(lines, "mailboxes")["mailboxes"]
+    assert len(mailboxes) == 2 and mailboxes[1][1] == one(lines, "driver")["node"], mailboxes
 
 
 def test_queued_calls_with_no_slot_able_to_start_fail_after_the_placement_timeout(ray_cluster):
