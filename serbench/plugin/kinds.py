@@ -71,6 +71,10 @@ PLUGIN_KINDS: tuple[PluginKind, ...] = (
         "backend", "backends", "serbench_backends", "serbench.execution.backend:ExecutionBackend",
         "serbench.execution", "execution backend", "the ``execution.backend`` a job spec uses, or ``--backend``",
     ),
+    PluginKind(
+        "pruner", "pruners", "serbench_pruners", "serbench.pruning.base:Pruner", "serbench.pruning",
+        "pruner", "the ``pruner.name`` a job spec uses",
+    ),
 )
 """Every kind, in the order ``serbench plugins`` lists them."""
 
