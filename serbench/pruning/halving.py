@@ -96,13 +96,11 @@ class SuccessiveHalvingPruner(Pruner):
         return value >= ranked[max(1, len(ranked) // self.options.reduction_factor) - 1]
 
     def _forget(self, trial: int, step: int) -> None:
-        kept = []
-        for rung, at in self._records[trial]:
+        records = self._records[trial]
+        for rung, at in records:
             if at >= step:
                 del self._rungs[rung][trial]
-            else:
-                kept.append((rung, at))
-        self._records[trial] = kept
+        records[:] = [(rung, at) for rung, at in records if at < step]
 
 
 @hookimpl
