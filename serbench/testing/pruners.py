@@ -55,7 +55,8 @@ The clauses:
   of its reports, each answered False, and no ``finished``), then runs again from its
   first step, with the lost run's values and, in a second case, with values of a random
   quality. The re-run, and the trials after it, are answered exactly as by a pruner in
-  the same state that never saw the lost run.
+  the same state that never saw the lost run. (A case whose lost run would be stopped at
+  its first report has nothing to re-run and is skipped.)
 
 Every check takes ``(pruner_cls, options=None, context=None, *, trials=TRIALS)``.
 ``run_study`` and ``kit_trials`` are there for an author's own tests: they drive a
