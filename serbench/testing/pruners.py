@@ -22,17 +22,19 @@ the options validated by ``pruner_cls.Options`` and ``context`` (default
 ``KIT_CONTEXT``: trials of at most 9 epochs, seed 0), and drives them through synthetic
 studies: seeded random sequences of the calls a study's loop makes, no training. A study
 has ``trials`` trials (default ``TRIALS``); each trains a drawn number of epochs (1 to
-the context's ``max_step``) and reports a value in [0, 1] after each (its quality plus
-noise, rising with the epochs, rounded to two decimals so that ties happen), first at
-step 0 when the study has a frozen probe; about one trial in six fails after a drawn
-number of reports (none, some or all). Up to ``PARALLEL`` trials run at once, their
-reports interleaved at random. A trial whose report is answered True is finished
-``pruned`` at once and reports nothing more -- no pruner needs to handle a report after
-its trial's first True: the kit never sends one --, a trial that reports every epoch is
-finished ``ok``, and one that fails is finished ``failed``. Every clause runs its
-studies with a probe and without. A broken clause raises ``PrunerContractError`` (an
-``AssertionError``, and a :class:`serbench.testing.contract.ContractError`) saying which
-clause and what was seen.
+the context's ``max_step``) and reports a value in [0, 1] (its quality plus noise,
+rising with the epochs, rounded to two decimals so that ties happen) every ``every``
+epochs and after its last, and first at step 0 if it has a frozen probe; about one trial
+in six fails after a drawn number of reports (none, some or all). Up to ``PARALLEL``
+trials run at once, their reports interleaved at random. A trial whose report is
+answered True is finished ``pruned`` at once and reports nothing more -- no pruner needs
+to handle a report after its trial's first True: the kit never sends one --, a trial
+that makes every report is finished ``ok``, and one that fails is finished ``failed``.
+Every clause runs the studies of ``STUDIES``: every trial probed, none, about half (a
+job's trials that never unfreeze skip the probe), reports every epoch or every second
+one. A broken clause raises ``PrunerContractError`` (an ``AssertionError``, and a
+:class:`serbench.testing.contract.ContractError`) saying which clause and what was
+seen.
 
 The clauses:
 
@@ -59,8 +61,8 @@ The clauses:
   its first report has nothing to re-run and is skipped.)
 
 Every check takes ``(pruner_cls, options=None, context=None, *, trials=TRIALS)``.
-``run_study`` and ``kit_trials`` are there for an author's own tests: they drive a
-pruner as the study loop does, without training anything.
+``run_study`` and ``kit_trials`` (of a :class:`KitStudy`) are there for an author's own
+tests: they drive a pruner as the study loop does, without training anything.
 """
 
 from __future__ import annotations
@@ -77,7 +79,6 @@ from serbench.testing.contract import ContractError, clause, options_problem
 KIT_CONTEXT = PruningContext(max_step=9, seed=0, fold=0)
 TRIALS = 40  # trials of one synthetic study
 PARALLEL = 3  # trials running at once in an interleaved study
-SEEDS = (0, 1, 2)  # the studies each clause runs, each with a probe and without
 
 Call = tuple
 """One call a pruner received: ``("report", trial, step, value, answer)`` or
@@ -91,6 +92,30 @@ class PrunerContractError(ContractError):
 
 
 @dataclass(frozen=True)
+class KitStudy:
+    """How a synthetic study is drawn: from ``seed``, with a frozen probe for a fraction
+    ``probe`` of its trials, and reports every ``every`` epochs (and after the last)."""
+
+    seed: int
+    probe: float
+    every: int = 1
+
+    def __str__(self) -> str:
+        return f"study {self.seed} ({self.probe:.0%} of trials probed, reports every {self.every} epochs)"
+
+
+STUDIES = (
+    KitStudy(0, 1.0),
+    KitStudy(0, 0.0),
+    KitStudy(1, 0.5),
+    KitStudy(1, 1.0, every=2),
+    KitStudy(2, 0.0, every=2),
+    KitStudy(2, 1.0),
+)
+"""The studies every clause runs."""
+
+
+@dataclass(frozen=True)
 class KitTrial:
     """A synthetic trial: the points it reports unless it is stopped, and after how many
     reports it fails (None: it does not)."""
@@ -100,12 +125,13 @@ class KitTrial:
     fails_after: int | None = None
 
 
-def kit_trials(seed: int, count: int, max_step: int, probe: bool, start: int = 0) -> list[KitTrial]:
-    """``count`` synthetic trials numbered from ``start``, drawn from ``seed``."""
-    rng = random.Random(f"kit-trials-{seed}-{start}-{probe}")
+def kit_trials(study: KitStudy, count: int, max_step: int, start: int = 0) -> list[KitTrial]:
+    """``count`` synthetic trials of ``study``, numbered from ``start``."""
+    rng = random.Random(f"kit-trials-{study.seed}-{study.probe}-{study.every}-{start}")
     trials = []
     for number in range(start, start + count):
-        curve = _curve(rng, rng.randint(1, max_step), max_step, probe)
+        probe = rng.random() < study.probe
+        curve = _curve(rng, rng.randint(1, max_step), max_step, probe, study.every)
         fails_after = rng.randint(0, len(curve)) if rng.random() < 1 / 6 else None
         trials.append(KitTrial(number, curve, fails_after))
     return trials
@@ -174,7 +200,7 @@ def check_declaration(pruner_cls, options=None, context=None, *, trials=TRIALS) 
     with _clause(pruner_cls, name):
         pruner = make_pruner(pruner_cls, options, context)
         fresh = pruner.describe()
-        run_study(pruner, kit_trials(0, trials, context.max_step, probe=True))
+        run_study(pruner, kit_trials(STUDIES[0], trials, context.max_step))
         after = pruner.describe()
     for when, described in (("fresh", fresh), ("after a study", after)):
         if not isinstance(described, dict) or described.get("name") != pruner_cls.name:
@@ -188,7 +214,7 @@ def check_declaration(pruner_cls, options=None, context=None, *, trials=TRIALS) 
 def check_bool_decisions(pruner_cls, options=None, context=None, *, trials=TRIALS) -> None:
     """Every answer of every study is a ``bool``."""
     name = "bool decisions"
-    for seed, probe, calls in _studies(pruner_cls, options, context, trials, name):
+    for study, calls in _studies(pruner_cls, options, context, trials, name):
         for call in calls:
             if call[0] == "report" and type(call[4]) is not bool:
                 answer = call[4]
@@ -203,8 +229,8 @@ def check_deterministic(pruner_cls, options=None, context=None, *, trials=TRIALS
     name = "deterministic"
     first = _studies(pruner_cls, options, context, trials, name, global_seed=1)
     again = _studies(pruner_cls, options, context, trials, name, global_seed=2)
-    for (seed, probe, expected), (_, _, got) in zip(first, again):
-        _same_calls(pruner_cls, name, expected, got, f"another fresh pruner (study {seed}{_with(probe)})")
+    for (study, expected), (_, got) in zip(first, again):
+        _same_calls(pruner_cls, name, expected, got, f"another fresh pruner ({study})")
 
 
 def check_replay(pruner_cls, options=None, context=None, *, trials=TRIALS) -> None:
@@ -212,36 +238,35 @@ def check_replay(pruner_cls, options=None, context=None, *, trials=TRIALS) -> No
     pruner that ran it all."""
     name = "replay"
     context = context or KIT_CONTEXT
-    for seed in SEEDS:
-        for probe in (True, False):
-            study = kit_trials(seed, trials, context.max_step, probe)
+    for study in STUDIES:
+        drawn = kit_trials(study, trials, context.max_step)
+        with _clause(pruner_cls, name):
+            live = run_study(make_pruner(pruner_cls, options, context), drawn, study.seed, parallel=1)
+        for cut in (trials // 3, 2 * trials // 3):
             with _clause(pruner_cls, name):
-                live = run_study(make_pruner(pruner_cls, options, context), study, seed, parallel=1)
-            for cut in (trials // 3, 2 * trials // 3):
-                with _clause(pruner_cls, name):
-                    rebuilt = make_pruner(pruner_cls, options, context)
-                    for trial in study[:cut]:
-                        curve, status = _journalled(live, trial.number)
-                        rebuilt.replay(trial.number, curve, status)
-                    rest = run_study(rebuilt, study[cut:], seed, parallel=1)
-                expected = [call for call in live if call[1] >= cut]
-                reference = f"the pruner that ran all {trials} trials (study {seed}{_with(probe)}, {cut} replayed)"
-                _same_calls(pruner_cls, name, expected, rest, reference)
+                rebuilt = make_pruner(pruner_cls, options, context)
+                for trial in drawn[:cut]:
+                    curve, status = _journalled(live, trial.number)
+                    rebuilt.replay(trial.number, curve, status)
+                rest = run_study(rebuilt, drawn[cut:], study.seed, parallel=1)
+            expected = [call for call in live if call[1] >= cut]
+            reference = f"the pruner that ran all {trials} trials ({study}, {cut} replayed)"
+            _same_calls(pruner_cls, name, expected, rest, reference)
 
 
 def check_rerun(pruner_cls, options=None, context=None, *, trials=TRIALS) -> None:
     """A trial lost part way and run again is answered as if the lost run never was."""
     context = context or KIT_CONTEXT
-    for seed in SEEDS:
-        for probe in (True, False):
-            study = kit_trials(seed, trials, context.max_step, probe)
-            rng = random.Random(f"kit-rerun-{seed}-{probe}")
-            lost = _curve(rng, context.max_step, context.max_step, probe, quality=1.0 - 0.05 * rng.random())
-            other = _curve(rng, context.max_step, context.max_step, probe)
-            later = kit_trials(seed + 100, trials // 4, context.max_step, probe, start=trials + 1)
-            for rerun, values in ((lost, "the same"), (other, "other")):
-                case = f"study {seed}{_with(probe)}, re-run with {values} values"
-                _check_rerun_case(pruner_cls, options, context, study, KitTrial(trials, rerun), lost, later, rng, seed, case)
+    for study in STUDIES:
+        drawn = kit_trials(study, trials, context.max_step)
+        rng = random.Random(f"kit-rerun-{study}")
+        probe, epochs = study.probe > 0, context.max_step
+        lost = _curve(rng, epochs, epochs, probe, study.every, quality=1.0 - 0.05 * rng.random())
+        other = _curve(rng, epochs, epochs, probe, study.every)
+        later = kit_trials(KitStudy(study.seed + 100, study.probe, study.every), trials // 4, epochs, start=trials + 1)
+        for rerun, values in ((lost, "the same"), (other, "other")):
+            case = f"{study}, re-run with {values} values"
+            _check_rerun_case(pruner_cls, options, context, drawn, KitTrial(trials, rerun), lost, later, rng, study.seed, case)
 
 
 CONTRACT_CHECKS = (
@@ -288,31 +313,28 @@ def _clause(pruner_cls, name: str):
 
 
 def _curve(
-    rng: random.Random, epochs: int, max_step: int, probe: bool, quality: float | None = None
+    rng: random.Random, epochs: int, max_step: int, probe: bool, every: int = 1, quality: float | None = None
 ) -> tuple[tuple[int, float], ...]:
     quality = rng.random() if quality is None else quality
+    steps = [0] * probe + list(range(every, epochs + 1, every))
+    if steps[-1:] != [epochs]:
+        steps.append(epochs)
 
     def value(step: int) -> float:
         return round(min(1.0, max(0.0, quality * (0.6 + 0.4 * step / max_step) + rng.gauss(0.0, 0.05))), 2)
 
-    return tuple((step, value(step)) for step in range(0 if probe else 1, epochs + 1))
-
-
-def _with(probe: bool) -> str:
-    return ", with a probe" if probe else ", no probe"
+    return tuple((step, value(step)) for step in steps)
 
 
 def _studies(pruner_cls, options, context, trials: int, name: str, global_seed: int | None = None):
-    """(seed, probe, calls) of every kit study, each run on a fresh pruner (with the
-    global generators seeded ``global_seed`` while it runs, then restored)."""
+    """(study, calls) of every kit study, each run on a fresh pruner (with the global
+    generators seeded ``global_seed`` while it runs, then restored)."""
     context = context or KIT_CONTEXT
     found = []
-    for seed in SEEDS:
-        for probe in (True, False):
-            study = kit_trials(seed, trials, context.max_step, probe)
-            with _clause(pruner_cls, name), _global_random(global_seed):
-                calls = run_study(make_pruner(pruner_cls, options, context), study, seed)
-            found.append((seed, probe, calls))
+    for study in STUDIES:
+        with _clause(pruner_cls, name), _global_random(global_seed):
+            calls = run_study(make_pruner(pruner_cls, options, context), kit_trials(study, trials, context.max_step), study.seed)
+        found.append((study, calls))
     return found
 
 

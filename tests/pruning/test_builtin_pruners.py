@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -17,7 +18,7 @@ from serbench.errors import SpecError
 from serbench.plugin.registry import registry
 from serbench.pruning import PruningContext
 from serbench.spec import plugin_options
-from serbench.testing.pruners import kit_trials, run_study
+from serbench.testing.pruners import KitStudy, KitTrial, kit_trials, run_study
 
 CONTEXT = PruningContext(max_step=9, seed=0)
 
@@ -35,7 +36,7 @@ def finish_ok(p, trial: int, curve: dict[int, float]) -> None:
 
 def test_none_never_stops_a_trial():
     for probe in (True, False):
-        calls = run_study(pruner("none"), kit_trials(0, 40, 9, probe))
+        calls = run_study(pruner("none"), kit_trials(KitStudy(0, float(probe)), 40, 9))
         answers = [call[4] for call in calls if call[0] == "report"]
         assert len(answers) > 100 and not any(answers)
         assert not any(call[2] == "pruned" for call in calls if call[0] == "finished")
@@ -181,16 +182,18 @@ def test_hyperband_trials_compete_only_within_their_bracket(seed, probe):
     those trials alone; one successive-halving pruner seeing every trial answers otherwise."""
     context = PruningContext(max_step=9, seed=seed)
     hyperband = pruner("hyperband", context)
-    calls = run_study(hyperband, kit_trials(seed, 300, 9, probe), seed)
+    rng = random.Random(seed)
+    full = [  # every trial trains 9 epochs unless stopped, so that many reach bracket 2's one rung, step 9
+        KitTrial(n, tuple((step, round(q * (0.6 + step / 25) + rng.gauss(0, 0.05), 2)) for step in range(not probe, 10)))
+        for n, q in enumerate(rng.random() for _ in range(150))
+    ]
+    calls = run_study(hyperband, full + kit_trials(KitStudy(seed, float(probe)), 150, 9, start=150), seed)
     split = by_bracket(hyperband, calls)
     assert sorted(split) == [0, 1, 2]
     for bracket, own in split.items():
         alone = pruner("successive-halving", context, min_early_stopping_rate=bracket)
         assert feed(alone, own) == own, f"bracket {bracket}"
-        first_rung = 3**bracket
-        assert sum(call[0] == "report" and call[2] == first_rung for call in own) >= 3, f"bracket {bracket}"
-        if bracket < 2:  # few trials reach bracket 2's only rung, step 9: they may all go on
-            assert any(call[0] == "report" and call[4] for call in own), f"bracket {bracket} stopped no trial"
+        assert any(call[0] == "report" and call[4] for call in own), f"bracket {bracket} stopped no trial"
     for bracket in (1, 2):
         together = pruner("successive-halving", context, min_early_stopping_rate=bracket)
         assert feed(together, calls) != calls
