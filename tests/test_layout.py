@@ -18,7 +18,7 @@ RANKS = {
     "errors": 0, "env": 0, "atomic": 0,
     "spec": 1,
     "plugin": 2,
-    "engines": 3, "data": 3,
+    "engines": 3, "pruning": 3, "data": 3,
     "backbones": 4,
     "training": 5, "results": 5,
     "execution": 6,
@@ -26,7 +26,7 @@ RANKS = {
     "testing": 8,
     "cli": 9,
 }
-BUILT_INS = re.compile(r"^serbench\.(engines\.(?!base$|helpers$)\w+|data\.adapters\.\w+|backbones\.(whisper|speechbrain)\w*|execution\.\w+_backend)$")
+BUILT_INS = re.compile(r"^serbench\.(engines\.(?!base$|helpers$)\w+|data\.adapters\.\w+|backbones\.(whisper|speechbrain)\w*|execution\.\w+_backend|pruning\.(?!base$)\w+)$")
 
 
 def modules() -> dict[str, Path]:

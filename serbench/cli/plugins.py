@@ -1,5 +1,6 @@
-"""``serbench plugins [--json]``: list the installed engines, dataset adapters and
-backbones, each with its name, providing package and version, and plugin module.
+"""``serbench plugins [--json]``: list the installed plugins of every kind (engines,
+dataset adapters, backbones, execution backends, pruners), each with its name, providing
+package and version, and plugin (its entry-point name).
 
 A rich table on stdout, or with ``--json`` the registry's JSON
 (:meth:`serbench.plugin.registry.Registry.as_json`). Exits 0; a plugin that fails to load

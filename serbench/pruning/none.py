@@ -1,9 +1,10 @@
-"""The ``none`` pruner: every trial trains all its epochs (TEMPORARY, replaced on merge)."""
+"""The ``none`` pruner: every report is answered False, so every trial trains all its
+epochs. It keeps no state, so replay and re-reports change nothing."""
 
 from __future__ import annotations
 
 from serbench import hookimpl
-from serbench.pruning.base import Pruner
+from serbench.pruning.base import Pruner, Status
 
 
 class NoPruner(Pruner):
@@ -12,8 +13,8 @@ class NoPruner(Pruner):
     def report(self, trial: int, step: int, value: float) -> bool:
         return False
 
-    def finished(self, trial: int, status) -> None:
-        pass
+    def finished(self, trial: int, status: Status) -> None:
+        """Nothing to record."""
 
 
 @hookimpl

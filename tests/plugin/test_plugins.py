@@ -22,7 +22,8 @@ from serbench.plugin.kinds import KINDS, PLUGIN_KINDS, plugin_kind
 from serbench.plugin.registry import load_plugins, registry
 
 REPO = Path(__file__).resolve().parents[2]
-BUILT_INS = {"engine": "random", "dataset": "emodb", "backbone": "whisper", "backend": "local"}  # one per kind
+BUILT_INS = {"engine": "random", "dataset": "emodb", "backbone": "whisper", "backend": "local", "pruner": "median"}  # one per kind
+ENTRY_POINTS = {**BUILT_INS, "pruner": "pruner-median"}  # each one's entry-point name (unique in the group)
 
 ACME_ENGINE = '''
 import serbench
@@ -93,7 +94,7 @@ def test_plugins_json_lists_the_built_ins(cli):
             assert {"name", "version", "package", "plugin"} <= set(entry)
         entry = by_name(listing[plugin_kind(kind).key])[name]
         assert entry["package"] == "serbench"
-        assert entry["plugin"] == name
+        assert entry["plugin"] == ENTRY_POINTS[kind]
         assert entry["version"] not in ("", "unknown")
 
 
@@ -110,7 +111,7 @@ def test_plugins_table_names_the_built_ins(cli):
 def test_built_ins_come_through_the_entry_point_group():
     """The built-ins are registered as ``serbench`` entry points, like any third-party plugin."""
     points = {ep.name: ep.value for ep in entry_points(group="serbench")}
-    assert set(BUILT_INS.values()) <= set(points)
+    assert set(ENTRY_POINTS.values()) <= set(points)
     # Each built-in lives in its kind's axis package.
     listing = registry().as_json()
     for kind in PLUGIN_KINDS:
