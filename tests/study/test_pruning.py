@@ -185,12 +185,15 @@ def test_the_frozen_probe_scores_epoch_0_and_can_stop_a_trial_before_encoder_tra
     pruning_job["search_space"]["unfreeze"] = {"type": "int", "low": 0, "high": 1}
     pruning_job["search_space"]["epochs"] = {"type": "int", "low": 2, "high": 3}
     pruning_job["search_space"]["maxlen"] = {"type": "choice", "values": [16000]}
+    # a learning rate far too low for the head, or a good one: the probe tells them apart
+    pruning_job["search_space"]["lr"] = {"type": "choice", "values": [1e-7, 2e-3]}
     pruning_job["pruner"] = {"name": "successive-halving", "options": {"reduction_factor": 2}, "frozen_rung": True}
     result = run_job(cli, write_job, tmp_path, pruning_job)
     for trial in result["trials"]:
         assert trial["curve"][0]["epoch"] == 0 and trial["probe_s"] > 0
     at_probe = [t for t in result["trials"] if t["pruned_at"] == 0]
     assert at_probe, [t["curve"] for t in result["trials"]]
+    assert all(t["params"]["lr"] == 1e-7 for t in at_probe)
     for trial in at_probe:
         assert trial["epochs_trained"] == 0 and trial["epoch_losses"] == [] and len(trial["curve"]) == 1
     assert result["pruning"]["probe_seconds"] == pytest.approx(sum(t["probe_s"] for t in result["trials"]))
