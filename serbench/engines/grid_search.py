@@ -15,7 +15,8 @@ model; the grid never wraps around to repeat configurations.
 The engine keeps no state: a trial's configuration depends only on its number, so
 replay and ``state_dict`` are trivial and exact. With trials pending, the next trial is
 the next unvisited point of the grid (no two trials share a point), and tells may come
-in any order.
+in any order. A pruned trial is told like any other and changes nothing: the grid
+learns from no outcome, and a pruned point is not visited again.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class GridSearch(Engine):
         return {key: params[key] for key in self.keys}
 
     def tell(self, number: int, outcome: Outcome) -> None:
-        """Grid search ignores outcomes."""
+        """Grid search ignores outcomes (scores, failures, pruned trials alike)."""
 
     def replay(self, number: int, params: dict[str, Any], outcome: Outcome) -> None:
         """Nothing to do: trial ``n`` is the ``n``-th configuration whatever came before."""

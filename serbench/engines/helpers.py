@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
-from serbench.engines.base import Outcome
+from serbench.engines.base import Curve, Outcome
 from serbench.spec import ChoiceParam, FloatParam, IntParam
 
 
@@ -29,6 +29,28 @@ def finite_value(outcome: Outcome) -> float | None:
         return None
     value = float(outcome.value)
     return value if math.isfinite(value) else None
+
+
+def reached_value(outcome: Outcome) -> float | None:
+    """The score an ``ok`` or ``pruned`` outcome reached (a pruned trial's: its last
+    reported value), or None when it failed or the value is not a finite number."""
+    if outcome.status == "failed" or outcome.value is None:
+        return None
+    value = float(outcome.value)
+    return value if math.isfinite(value) else None
+
+
+def finite_curve(curve: Curve) -> Curve:
+    """The points of ``curve`` whose value is a finite number, as ``(int, float)``. The
+    built-in engines record only these: a value that is not a finite number is no
+    score, at a step as at the end of a trial."""
+    return tuple((int(step), float(value)) for step, value in curve if math.isfinite(float(value)))
+
+
+def unrecorded(curve: Curve, recorded: Mapping[int, float]) -> Curve:
+    """The finite points of ``curve`` that are not yet recorded as they are (a told
+    curve after the ``report`` calls of delegated pruning, which recorded most of it)."""
+    return tuple((step, value) for step, value in finite_curve(curve) if recorded.get(step) != value)
 
 
 def clamp_float(param: FloatParam, value: float) -> float:
@@ -66,25 +88,43 @@ def same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
-    return {"status": outcome.status, "value": outcome.value, "reason": outcome.reason}
+    data = {"status": outcome.status, "value": outcome.value, "reason": outcome.reason}
+    if outcome.curve:
+        data["curve"] = curve_to_json(outcome.curve)
+    return data
 
 
 def outcome_from_json(data: dict[str, Any]) -> Outcome:
-    return Outcome(data["status"], value=data.get("value"), reason=data.get("reason"))
+    curve = curve_from_json(data.get("curve", []))
+    return Outcome(data["status"], value=data.get("value"), reason=data.get("reason"), curve=curve)
+
+
+def curve_to_json(curve: Curve) -> list[list[Any]]:
+    return [[int(step), value] for step, value in curve]
+
+
+def curve_from_json(data: list[list[Any]]) -> Curve:
+    return tuple((int(step), float(value)) for step, value in data)
 
 
 History = dict[int, tuple[dict[str, Any], "Outcome | None"]]
 
 
-def history_state(history: History) -> dict[str, Any]:
+def history_state(history: History, reported: Mapping[int, Mapping[int, float]] | None = None) -> dict[str, Any]:
     """``state_dict`` of an engine that keeps its trials as ``number -> (params,
-    outcome or None while in flight)``: the trials as JSON, in order."""
-    return {
+    outcome or None while in flight)``: the trials as JSON, in order (outcomes with
+    their status, ``pruned`` included, and curves). ``reported``: the points recorded
+    so far for the trials in flight (delegated pruning), restored by ``reported_points``."""
+    state: dict[str, Any] = {
         "trials": [
             [number, params, None if outcome is None else outcome_to_json(outcome)]
             for number, (params, outcome) in sorted(history.items())
         ]
     }
+    in_flight = sorted((number, points) for number, points in (reported or {}).items() if points)
+    if in_flight:
+        state["reported"] = [[number, curve_to_json(sorted(points.items()))] for number, points in in_flight]
+    return state
 
 
 def history_entries(state: dict[str, Any]) -> list[tuple[int, dict[str, Any], "Outcome | None"]]:
@@ -93,4 +133,42 @@ def history_entries(state: dict[str, Any]) -> list[tuple[int, dict[str, Any], "O
         (int(number), dict(params), None if outcome is None else outcome_from_json(outcome))
         for number, params, outcome in state["trials"]
     ]
+
+
+def reported_points(state: dict[str, Any]) -> dict[int, Curve]:
+    """The points ``history_state`` saved for trials in flight: ``number -> curve``."""
+    return {int(number): curve_from_json(curve) for number, curve in state.get("reported", [])}
+
+
+PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "median": {"n_startup_trials": 5, "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1},
+    "successive-halving": {"min_resource": 1, "reduction_factor": 3, "min_early_stopping_rate": 0, "bootstrap_count": 0},
+    "hyperband": {"min_resource": 1, "max_resource": "auto", "reduction_factor": 3},
+}
+"""Serbench's pruners, their option names and defaults: an engine that delegates
+pruning takes the same options (``pruner.options`` of a job) and maps them onto its
+library."""
+
+
+def pruner_options(engine: str, offered: tuple[str, ...], name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Serbench pruner ``name``'s ``options`` with its defaults filled in, for an engine
+    that offers the pruners ``offered``. ``ValueError`` (one line) for a pruner it does
+    not offer, an unknown option, or a value that is not an int (``max_resource`` may
+    also be ``"auto"``); the library checks the ranges."""
+    if name not in offered:
+        raise ValueError(f"engine {engine}: cannot prune with {name!r} (it offers {', '.join(offered) or 'none'})")
+    defaults = PRUNER_DEFAULTS[name]
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"engine {engine}: pruner {name} has no option {unknown[0]!r} (options: {', '.join(defaults)})")
+    merged = {**defaults, **options}
+    for key, value in merged.items():
+        if not (type(value) is int or (key == "max_resource" and value == "auto")):
+            raise ValueError(f"engine {engine}: pruner {name} option {key} must be an integer, not {value!r}")
+    return merged
+
+
+def call_text(callee: str, kwargs: Mapping[str, Any]) -> str:
+    """``callee(key=value, ...)``: how a delegated pruner is described in ``result.json``."""
+    return f"{callee}({', '.join(f'{key}={value!r}' for key, value in kwargs.items())})"
 

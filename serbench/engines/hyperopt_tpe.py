@@ -17,6 +17,20 @@ choice.
 Trials: the loss is ``-BCA``. A failure (or a score that is not a finite number) is a
 ``STATUS_FAIL`` result with no loss, which TPE counts among the worst trials.
 
+Pruned trials: hyperopt has no pruned state, and ``tpe.suggest`` reads no status at
+all: it ranks every document by its ``loss`` alone (a document without one counts as
+an infinite loss, the worst). A pruned trial is therefore told as what it reached: a
+``STATUS_OK`` result with ``loss = -(its last reported BCA)``, plus ``"pruned": True``
+and its ``"curve"`` (``[[step, BCA], ...]``) for the record (every told curve is kept
+there; TPE reads neither). This is a pessimistic estimate of the configuration -- the
+score it had when it was stopped, below what training on would have given -- so TPE
+counts a trial pruned at a high score among its good trials and one pruned low among
+the bad, without knowing it was cut short. (Telling it as a failure would put every
+pruned configuration among the worst whatever it reached; hyperopt's ``suspended``
+status means "may resume" and would change nothing for TPE.) A pruned trial whose last
+value is not a finite number is a failure. No delegated pruning: hyperopt prunes
+nothing itself.
+
 Pending trials: an asked trial is a ``JOB_STATE_RUNNING`` document without a loss until
 it is told, as ``fmin`` leaves the trials it has handed to workers. ``tpe.suggest``
 counts it as a trial (towards ``n_startup_jobs`` too) with an infinite loss, the worst,
@@ -43,12 +57,13 @@ from serbench import hookimpl
 from serbench.engines.base import Engine, Outcome
 from serbench.spec import ChoiceParam, FloatParam, StrictModel
 from serbench.engines.helpers import (
-    history_entries,
-    history_state,
     choice_index,
     clamp_float,
     clamp_int,
-    finite_value,
+    curve_to_json,
+    history_entries,
+    history_state,
+    reached_value,
     trial_seed,
 )
 
@@ -169,11 +184,16 @@ class HyperoptTPE(Engine):
     def _finish(doc: dict[str, Any], outcome: Outcome) -> None:
         from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK
 
-        value = finite_value(outcome)
+        value = reached_value(outcome)
         if value is None:
-            doc["result"] = {"status": STATUS_FAIL, "failure": outcome.reason or f"score {outcome.value!r}"}
+            result = {"status": STATUS_FAIL, "failure": outcome.reason or f"score {outcome.value!r}"}
         else:
-            doc["result"] = {"status": STATUS_OK, "loss": -value}
+            result = {"status": STATUS_OK, "loss": -value}
+        if outcome.status == "pruned":
+            result["pruned"] = True
+        if outcome.curve:
+            result["curve"] = curve_to_json(outcome.curve)
+        doc["result"] = result
         doc["state"] = JOB_STATE_DONE
 
     def _encode(self, key: str, value: Any) -> float | int:

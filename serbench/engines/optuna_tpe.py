@@ -7,16 +7,40 @@ over its value indices). Options: ``sampler`` (``tpe``: ``TPESampler`` with optu
 defaults, which since optuna 4 include multivariate TPE; ``random``: ``RandomSampler``)
 and ``n_startup_trials`` (TPE's random start, optuna's default 10).
 
-There is no pruner option: pruning stops a trial from its intermediate scores, and
-serbench's trials report only a final score, so a pruner would never act.
-
 Seeding: the sampler of trial ``n`` is built with a seed derived from ``(job seed, n)``
 (``TPESampler(seed=...)``) just before that trial is asked. A suggestion is therefore a
 function of the job seed, the trial number and the trials before it, and not of the
 random state a long-lived sampler would carry.
 
 Trials: a failure (or a score that is not a finite number) is told as
-``TrialState.FAIL``; TPE leaves failed trials out of its model.
+``TrialState.FAIL``; TPE leaves failed trials out of its model. Every trial's curve is
+reported first, point by point, as intermediate values (``trial.report(value, step)``;
+points that are not finite numbers are left out; optuna keeps the first value reported
+at a step), then the trial is told: a finished one ``COMPLETE`` with its score, a pruned
+one ``TrialState.PRUNED`` (optuna then gives it its last intermediate value as value).
+
+What TPE does with a pruned trial (optuna 5, ``samplers/_tpe/sampler.py``): it counts
+as an observation, towards ``n_startup_trials`` too. TPE splits its observations into a
+good group (the best ``gamma(n)``) and a bad one: completed trials fill the good group
+first, best value first; pruned trials enter it only when there are fewer completed
+trials than the group's size, ranked by the step they reached, then by their value
+there (a pruned trial without intermediate values ranks last). In practice a pruned
+trial is a bad observation, one pruned later less bad than one pruned earlier;
+``RandomSampler`` ignores outcomes.
+
+Pruning by optuna (``pruner.by: engine``): ``median``, ``successive-halving`` and
+``hyperband`` are ``optuna.pruners.MedianPruner``, ``SuccessiveHalvingPruner`` and
+``HyperbandPruner`` with serbench's option names and defaults (``n_startup_trials``
+5, ``n_warmup_steps`` 0, ``interval_steps`` 1, ``n_min_trials`` 1; ``min_resource`` 1,
+``reduction_factor`` 3, ``min_early_stopping_rate`` 0, ``bootstrap_count`` 0;
+Hyperband's ``max_resource`` ``auto`` is the job's most epochs). The pruner is the
+study's (the sampler is rebuilt per trial, the pruner never); ``report`` is
+``trial.report(value, step)`` then ``trial.should_prune()``. ``MedianPruner`` compares a
+trial's best value so far with the median of the completed trials at that step and
+waits for ``n_startup_trials`` completed trials; successive halving records a trial's
+rungs in the trial when it decides, so told and replayed curves are reported point by
+point with a decision after each (ignored); Hyperband assigns a trial to a bracket from
+a hash of the study name (fixed: ``serbench``) and the trial number.
 
 Pending trials: each ``ask`` is its own ``study.ask()``, so the trials asked and not yet
 told are ``RUNNING`` trials of the study, told (``study.tell``) in any order. TPE is
@@ -26,14 +50,19 @@ the trial being sampled is left out (optuna 5) or has no parameters yet (optuna 
 with one trial at a time TPE samples exactly as without the option. ``RandomSampler`` draws with the seed of
 each trial number.
 
-Resuming: ``replay`` adds the journalled trial with ``study.add_trial`` (its
-configuration and value, or ``FAIL``); since samplers carry no state between trials,
-replay is exact. ``state_dict`` is the list of trials, restored by replaying them (a
-pending one is asked again with its configuration enqueued, and stays pending).
+Resuming: ``replay`` asks the journalled trial again with its configuration enqueued
+(``study.enqueue_trial``), reports its curve and tells its outcome, exactly as the run
+did; since samplers carry no state between trials, replay is exact (with a delegated
+pruner, exact for a run that had one trial at a time: a decision depends on the trials
+told before it). ``study.add_trial`` is not used: it cannot give successive halving the
+rungs it records while it decides. ``state_dict`` is the list of trials (outcomes with
+their curves) and the points reported by pending trials, restored by replaying them (a
+pending one is asked again, reports its points again, and stays pending).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Literal
 
@@ -43,14 +72,23 @@ from serbench import hookimpl
 from serbench.engines.base import Engine, Outcome
 from serbench.spec import ChoiceParam, FloatParam, StrictModel
 from serbench.engines.helpers import (
-    history_entries,
-    history_state,
+    call_text,
     choice_index,
     clamp_float,
     clamp_int,
     finite_value,
+    history_entries,
+    history_state,
+    pruner_options,
+    reported_points,
     trial_seed,
+    unrecorded,
 )
+
+
+STUDY_NAME = "serbench"  # Hyperband assigns a trial to a bracket from a hash of the study name and trial number
+
+PRUNERS = {"median": "MedianPruner", "successive-halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner"}
 
 
 class OptunaOptions(StrictModel):
@@ -65,12 +103,15 @@ class OptunaEngine(Engine):
     library = "optuna"
     Options = OptunaOptions
     supports_pending = True
+    prunes_with = tuple(PRUNERS)
 
     def __init__(self, space, seed, options=None):
         super().__init__(space, seed, options)
         self._study = None
         self._pending: dict[int, Any] = {}  # number -> optuna Trial
         self._history: dict[int, tuple[dict[str, Any], Outcome | None]] = {}
+        self._reported: dict[int, dict[int, float]] = {}  # pending number -> its recorded points
+        self._pruner: tuple[str, dict[str, Any]] | None = None  # delegated: (optuna class, arguments)
 
     # -- the engine contract -----------------------------------------------------------
 
@@ -81,8 +122,7 @@ class OptunaEngine(Engine):
         study.sampler = self._sampler(number)
         trial = study.ask(self._distributions())
         params = self._decode(trial.params)
-        self._pending[number] = trial
-        self._history[number] = (params, None)
+        self._start(number, trial, params)
         return dict(params)
 
     def tell(self, number: int, outcome: Outcome) -> None:
@@ -90,41 +130,58 @@ class OptunaEngine(Engine):
 
         if number not in self._pending:
             raise ValueError(f"engine optuna: trial {number} was not asked for, or was already told")
+        for step, value in unrecorded(outcome.curve, self._reported[number]):
+            self._record(number, step, value)
         trial = self._pending.pop(number)
+        del self._reported[number]
         value = finite_value(outcome)
-        if value is None:
+        if outcome.status == "pruned":
+            self._study.tell(trial, state=TrialState.PRUNED)
+        elif value is None:
             self._study.tell(trial, state=TrialState.FAIL)
         else:
             self._study.tell(trial, value)
         self._history[number] = (self._history[number][0], outcome)
 
     def replay(self, number: int, params: dict[str, Any], outcome: Outcome) -> None:
-        from optuna.trial import TrialState, create_trial
+        self._ask_as(number, params)
+        self.tell(number, outcome)
 
-        value = finite_value(outcome)
-        self._get_study().add_trial(
-            create_trial(
-                state=TrialState.COMPLETE if value is not None else TrialState.FAIL,
-                value=value,
-                params=self._encode(params),
-                distributions=self._distributions(),
-            )
-        )
-        self._history[number] = (dict(params), outcome)
+    def delegate_pruning(self, name: str, options: dict[str, Any], max_step: int) -> str:
+        arguments = pruner_options(self.name, self.prunes_with, name, options)
+        if arguments.get("max_resource") == "auto":
+            arguments["max_resource"] = max_step
+        try:
+            _check_pruner(PRUNERS[name], arguments)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"engine optuna: pruner {name}: {exc}") from None
+        self._pruner = (PRUNERS[name], arguments)
+        if self._study is not None:
+            self._study.pruner = self._new_pruner()
+        return call_text(f"optuna.pruners.{PRUNERS[name]}", arguments)
+
+    def report(self, number: int, step: int, value: float) -> bool:
+        if self._pruner is None:
+            raise RuntimeError("engine optuna: report() before delegate_pruning()")
+        if number not in self._pending:
+            raise ValueError(f"engine optuna: trial {number} is not pending")
+        if not math.isfinite(value):
+            return False
+        return self._record(number, step, value)
 
     def state_dict(self) -> dict[str, Any]:
-        return history_state(self._history)
+        return history_state(self._history, self._reported)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._study, self._pending, self._history = None, {}, {}
+        self._study, self._pending, self._history, self._reported = None, {}, {}, {}
+        reported = reported_points(state)
         for number, params, outcome in history_entries(state):
+            self._ask_as(number, params)
             if outcome is not None:
-                self.replay(number, params, outcome)
-            else:  # asked, not told: ask it again with the same configuration
-                study = self._get_study()
-                study.enqueue_trial(self._encode(params))
-                self._pending[number] = study.ask(self._distributions())
-                self._history[number] = (params, None)
+                self.tell(number, outcome)
+            else:  # asked, not told: it stays pending, with the points it reported
+                for step, value in reported.get(number, ()):
+                    self._record(number, step, value)
 
     @property
     def study(self):
@@ -139,8 +196,41 @@ class OptunaEngine(Engine):
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            self._study = optuna.create_study(direction="maximize", sampler=self._sampler(0))
+            self._study = optuna.create_study(
+                direction="maximize", sampler=self._sampler(0), pruner=self._new_pruner(), study_name=STUDY_NAME
+            )
         return self._study
+
+    def _new_pruner(self):
+        import optuna
+
+        if self._pruner is None:
+            return optuna.pruners.NopPruner()
+        callee, arguments = self._pruner
+        return getattr(optuna.pruners, callee)(**arguments)
+
+    def _start(self, number: int, trial: Any, params: dict[str, Any]) -> None:
+        self._pending[number] = trial
+        self._history[number] = (params, None)
+        self._reported[number] = {}
+
+    def _ask_as(self, number: int, params: dict[str, Any]) -> None:
+        """Ask trial ``number`` with ``params`` enqueued: a pending trial as ``ask`` makes
+        one, whatever the sampler would suggest."""
+        study = self._get_study()
+        study.sampler = self._sampler(number)
+        study.enqueue_trial(self._encode(params))
+        self._start(number, study.ask(self._distributions()), dict(params))
+
+    def _record(self, number: int, step: int, value: float) -> bool:
+        """Report a point of pending trial ``number`` as an intermediate value (once per
+        step: optuna keeps the first value reported at a step) and, with delegated
+        pruning, return the pruner's decision (which ASHA records in the trial)."""
+        trial = self._pending[number]
+        if step not in self._reported[number]:
+            self._reported[number][step] = value
+            trial.report(value, step)
+        return self._pruner is not None and bool(trial.should_prune())
 
     def _sampler(self, number: int):
         from optuna.samplers import RandomSampler, TPESampler
@@ -181,6 +271,18 @@ class OptunaEngine(Engine):
             else:
                 params[key] = clamp_int(param, raw[key])
         return params
+
+
+def _check_pruner(callee: str, arguments: dict[str, Any]) -> None:
+    """Build the pruner, and for Hyperband a bracket (built lazily, at the first
+    decision), so that bad arguments fail now."""
+    from optuna import pruners
+
+    getattr(pruners, callee)(**arguments)
+    if callee == "HyperbandPruner":
+        pruners.SuccessiveHalvingPruner(min_resource=arguments["min_resource"], reduction_factor=arguments["reduction_factor"])
+        if arguments["max_resource"] < arguments["min_resource"]:
+            raise ValueError(f"max_resource {arguments['max_resource']} is below min_resource {arguments['min_resource']}")
 
 
 @hookimpl

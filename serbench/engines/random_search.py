@@ -5,7 +5,8 @@ depends only on the job seed and its number: reruns and resumed studies ask for 
 the same configurations, and the engine has no state to save. Pending trials change
 nothing: each is its own draw, so any number may be pending and told in any order (on a
 space with a float range two draws are practically never equal; on a small discrete
-space they may be, pending or not).
+space they may be, pending or not). Pruned trials are told like any other and, like any
+outcome, change nothing: there is nothing to learn and nothing to save or replay.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class RandomSearch(Engine):
         return {key: _draw(param, rng) for key, param in sorted(self.space.items())}
 
     def tell(self, number: int, outcome: Outcome) -> None:
-        """Random search ignores outcomes."""
+        """Random search ignores outcomes (scores, failures, pruned trials alike)."""
 
 
 def _draw(param: FloatParam | IntParam | ChoiceParam, rng) -> Any:
