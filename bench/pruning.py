@@ -26,7 +26,7 @@ for encoding the corpus; ``--concurrent`` studies run at once, each with
 setting runs under the same conditions).
 
     python bench/pruning.py                              # 5 seeds x 2 engines x 4 settings, 15 trials (hours)
-    python bench/pruning.py --seeds 3 --trials 12        # fewer
+    python bench/pruning.py --seeds 3 --trials 10 --skip random/asha-probe   # fewer
     python bench/pruning.py --quick                      # 4 trials on 6 clips per class (minutes)
 
 Data and models: ``$SERBENCH_DATA`` / ``$SERBENCH_MODELS`` (default ``../shared/...``
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=15)
     parser.add_argument("--engines", default="optuna,random")
     parser.add_argument("--pruners", default=",".join(PRUNERS), help=f"comma-separated: {', '.join(PRUNERS)}")
+    parser.add_argument("--skip", default="", help="comma-separated engine/setting pairs not to run, e.g. random/asha-probe")
     parser.add_argument("--startup", type=int, default=5, help="optuna's n_startup_trials (TPE after that many)")
     parser.add_argument("--concurrent", type=int, default=2, help="studies at once")
     parser.add_argument("--cpus", type=float, default=1, help="CPUs per study")
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds)
         for engine in args.engines.split(",")
         for pruner in args.pruners.split(",")
+        if f"{engine}/{pruner}" not in args.skip.split(",")
     ]
     with ThreadPoolExecutor(args.concurrent) as pool:
         results = list(pool.map(
