@@ -127,7 +127,7 @@ def pruned_job(tmp_path_factory):
 
     job = json.loads(json.dumps(SMOKE_JOB))
     job["budget"]["trials"] = 6
-    job["search_space"]["lr"] = {"type": "float", "low": 1e-6, "high": 3e-3, "log": True}
+    job["search_space"]["lr"] = {"type": "choice", "values": [1e-7, 2e-3]}  # hopeless or good
     job["search_space"]["unfreeze"] = {"type": "int", "low": 0, "high": 3}
     job["search_space"]["epochs"] = {"type": "int", "low": 2, "high": 3}
     job["search_space"]["maxlen"] = {"type": "choice", "values": [16000, 20000]}
