@@ -663,3 +663,14 @@ def test_engines_describe_the_pruners_they_delegate_and_reject_what_they_cannot_
             delegate(cls, name, options)
     with pytest.raises(ValueError, match="engine 'random' has no pruner of its own"):
         make_engine(engine_class("random")).delegate_pruning("median", {}, 9)
+
+
+def test_points_that_are_not_finite_numbers_are_never_recorded():
+    """A NaN point of a told curve, or reported with delegated pruning, is left out (and
+    decides nothing): a non-finite score is no score."""
+    engine = make_engine(engine_class("optuna"), None, PAPER_SPACE)
+    engine.delegate_pruning("median", {}, 9)
+    engine.ask(0)
+    assert engine.report(0, 0, float("nan")) is False
+    engine.tell(0, Outcome.ok(0.6, ((0, float("nan")), (1, 0.4), (2, 0.6))))
+    assert engine.study.trials[0].intermediate_values == {1: 0.4, 2: 0.6}
