@@ -40,17 +40,13 @@ def reached_value(outcome: Outcome) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def finite_curve(curve: Curve) -> Curve:
-    """The points of ``curve`` whose value is a finite number, as ``(int, float)``. The
-    built-in engines record only these: a value that is not a finite number is no
-    score, at a step as at the end of a trial."""
-    return tuple((int(step), float(value)) for step, value in curve if math.isfinite(float(value)))
-
-
 def unrecorded(curve: Curve, recorded: Mapping[int, float]) -> Curve:
-    """The finite points of ``curve`` that are not yet recorded as they are (a told
-    curve after the ``report`` calls of delegated pruning, which recorded most of it)."""
-    return tuple((step, value) for step, value in finite_curve(curve) if recorded.get(step) != value)
+    """The points of a told ``curve`` not yet recorded as they are (delegated pruning's
+    ``report`` calls recorded most of them), as ``(int, float)``. Points whose value is
+    not a finite number are left out: the built-in engines never record them, as a
+    non-finite score is no score."""
+    points = ((int(step), float(value)) for step, value in curve)
+    return tuple((step, value) for step, value in points if math.isfinite(value) and recorded.get(step) != value)
 
 
 def clamp_float(param: FloatParam, value: float) -> float:

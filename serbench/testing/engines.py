@@ -46,6 +46,15 @@ The clauses:
   shuffled order are accepted and the engine goes on; the same seed asks the same, a
   state saved with trials pending restores them, and with one trial at a time the run
   is exactly ``run_synthetic``'s.
+- ``check_pruning``: trials told ``pruned`` (with curves from step 0, some cut right
+  after it) and ``failed`` among finished ones: the engine keeps asking valid
+  configurations, also with pending trials told out of order (``supports_pending``),
+  and the pruned tells survive a state round trip and a replay (exactly, with
+  ``deterministic_replay``). For each pruner in ``prunes_with``: ``delegate_pruning``
+  describes it and rejects an unknown option with ``ValueError``; ``report`` returns
+  bools; the same seed decides the same; an engine resumed by replay or from a state
+  saved mid-trial decides the next reports as the live one does; and the library does
+  stop some trial of a run where half the curves are clearly worse.
 
 Every check takes ``(engine_cls, options=None, space=None, *, samples=48, trials=12)``.
 Engines whose model-based phase starts after a random start (TPE, BO) are worth
@@ -53,7 +62,9 @@ checking with a short start, e.g. ``check_engine(MyTPE, {"n_startup_trials": 3})
 ``samples`` and ``trials`` can be lowered for an engine that is slow to ask.
 
 ``run_synthetic(engine, budget)`` and ``synthetic_objective`` are there for an author's
-own tests: they drive an engine as the study loop does, without training anything.
+own tests: they drive an engine as the study loop does, without training anything;
+``synthetic_curve``, ``pruning_outcome`` and ``run_delegated`` do the same for curves,
+pruned trials and delegated pruning.
 """
 
 from __future__ import annotations
@@ -65,7 +76,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 
-from serbench.engines.base import Engine, NotReady, Outcome, SearchExhausted, SearchSpace
+from serbench.engines.base import Curve, Engine, NotReady, Outcome, SearchExhausted, SearchSpace
 from serbench.spec import ChoiceParam, FloatParam, IntParam
 from serbench.testing.contract import ContractError, clause, options_problem
 
@@ -81,6 +92,8 @@ KIT_SPACE: dict[str, FloatParam | IntParam | ChoiceParam] = {
 SAMPLES = 48  # configurations drawn by the statistical checks
 TRIALS = 12  # trials of the sequence checks
 PENDING = (1, 2, 8)  # trials in flight at once in check_pending_asks
+MAX_STEP = 4  # epochs of the synthetic curves (after step 0, the frozen probe)
+PRUNERS = ("median", "successive-halving", "hyperband")  # serbench's pruner names
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,75 @@ def run_synthetic(
         engine.tell(number, outcome)
         trials.append(SyntheticTrial(number, params, outcome))
     return trials
+
+
+def synthetic_curve(number: int, steps: int = MAX_STEP, seed: int = 0) -> Curve:
+    """Trial ``number``'s validation curve, steps 0 .. ``steps``: rising to near 0.78 for
+    an even trial, and to near 0.29 -- clearly worse at every step -- for an odd one,
+    with a little noise seeded by ``(seed, number)``."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, number])
+    level = 0.8 if number % 2 == 0 else 0.3
+    return tuple((step, float(level * (1 - 0.5 ** (step + 1)) + rng.normal(0, 0.005))) for step in range(steps + 1))
+
+
+def pruning_outcome(number: int) -> Outcome:
+    """What trial ``number`` gives in a run with a pruner in the loop: trials 1, 5, 9, ...
+    are pruned after 1, 2, 3 ... points of ``synthetic_curve`` (trial 1 right after its
+    step-0 probe), trials 3, 7, ... fail after two points, the others finish with the
+    whole curve."""
+    curve = synthetic_curve(number)
+    if number % 4 == 1:
+        cut = curve[: 1 + (number // 4) % MAX_STEP]
+        return Outcome.pruned(cut[-1][1], cut)
+    if number % 4 == 3:
+        return Outcome.failed("synthetic failure", curve[:2])
+    return Outcome.ok(curve[-1][1], curve)
+
+
+def run_told(engine: Engine, budget: int, outcome_of: Callable[[int], Outcome], start: int = 0) -> list[SyntheticTrial]:
+    """Trials ``start .. budget - 1``, each asked once and told ``outcome_of(number)``."""
+    trials = []
+    for number in range(start, budget):
+        params = engine.ask(number)
+        outcome = outcome_of(number)
+        engine.tell(number, outcome)
+        trials.append(SyntheticTrial(number, params, outcome))
+    return trials
+
+
+def report_curve(engine: Engine, number: int, points: Curve) -> list[bool]:
+    """``engine.report`` for each point of pending trial ``number`` up to the first that
+    says stop: the decisions, as returned."""
+    decisions = []
+    for step, value in points:
+        decisions.append(engine.report(number, step, value))
+        if decisions[-1]:
+            break
+    return decisions
+
+
+def run_delegated(engine: Engine, budget: int, start: int = 0) -> list[tuple[SyntheticTrial, list[bool]]]:
+    """Drive an engine that prunes by itself as the study loop does: each trial reports
+    ``synthetic_curve`` point by point and stops when ``report`` says so (told pruned,
+    with the points it reported), trial 3 fails after two points, the others finish.
+    Returns each trial with the decisions ``report`` returned."""
+    run = []
+    for number in range(start, budget):
+        params = engine.ask(number)
+        curve = synthetic_curve(number)[: 2 if number == 3 else None]
+        decisions = report_curve(engine, number, curve)
+        reported = curve[: len(decisions)]
+        if decisions[-1]:
+            outcome = Outcome.pruned(reported[-1][1], reported)
+        elif number == 3:
+            outcome = Outcome.failed("synthetic failure", reported)
+        else:
+            outcome = Outcome.ok(reported[-1][1], reported)
+        engine.tell(number, outcome)
+        run.append((SyntheticTrial(number, params, outcome), decisions))
+    return run
 
 
 def make_engine(
@@ -329,16 +411,62 @@ def check_pending_asks(engine_cls, options=None, space=None, *, samples=SAMPLES,
             continue
         state = _through_json(engine_cls, clause, state, f"state_dict() with {k} pending")
         with _clause(engine_cls, clause):
-            restored = make_engine(engine_cls, options, space, seed=9)
-            restored.load_state_dict(state)
-            twin = _PendingRun(engine_cls, clause, restored, start, k, room)
-            twin.asked, twin.batch_end = list(run.asked[: run.batch_end]), run.batch_end
-            twin.pending = dict(run.pending_at_state)
-            twin.reask_pending(" after load_state_dict")
-            twin.tell_all(tell_order)
-            twin.continue_for(2)
+            twin = _restored_twin(run, make_engine(engine_cls, options, space, seed=9), state, tell_order, _PendingRun)
         reference = f"the engine that saved its state with {len(run.pending_at_state)} pending"
         _same_sequence(engine_cls, clause, 0, run.asked, twin.asked, reference)
+
+
+def check_pruning(engine_cls, options=None, space=None, *, samples=SAMPLES, trials=TRIALS) -> None:
+    """Pruned trials, told by a loop that prunes, and pruning handed to the library.
+
+    Every engine: ``trials`` trials told ``pruning_outcome`` (pruned, failed and finished
+    ones, with curves) ask valid configurations; a state saved halfway goes through JSON
+    into a fresh engine, which asks what the original asks next; the first half replayed
+    into a fresh engine asks valid configurations (the same as the run's if the class
+    declares ``deterministic_replay``). If the class sets ``supports_pending``, 4 trials
+    are asked before any is told, told in a shuffled order (a pruned one among them) and
+    restored from a state saved while they were pending, as in ``check_pending_asks``.
+
+    Each pruner in ``prunes_with`` (serbench's names), with its default options and
+    ``MAX_STEP`` epochs: ``delegate_pruning`` returns a description and raises
+    ``ValueError`` for an unknown option; ``run_delegated`` over ``max(trials, 8)`` trials
+    gets bools from ``report``, stops at least one trial (half the curves are clearly
+    worse: a library that stops none does not prune), and decides the same for another
+    engine of the same seed. The next trial starts well and falls behind: an engine
+    that is replayed the run (curves included), and one restored from a state saved after
+    the trial's first two reports, decide its reports as the live engine does."""
+    clause = "pruning"
+    space = dict(space or KIT_SPACE)
+    cut = trials // 2
+    with _clause(engine_cls, clause):
+        run = run_told(make_engine(engine_cls, options, space, seed=13), trials, pruning_outcome)
+        original = make_engine(engine_cls, options, space, seed=5)
+        run_told(original, cut, pruning_outcome)
+        state = original.state_dict()
+    for trial in run:
+        _check_config(engine_cls, clause, space, trial.number, trial.params)
+    state = _through_json(engine_cls, clause, state, "state_dict() after pruned trials")
+    with _clause(engine_cls, clause):
+        restored = make_engine(engine_cls, options, space, seed=5)
+        restored.load_state_dict(state)
+        expected = _configs(run_told(original, trials, pruning_outcome, start=cut))
+        got = _configs(run_told(restored, trials, pruning_outcome, start=cut))
+        fresh = make_engine(engine_cls, options, space, seed=13)
+        for trial in run[:cut]:
+            fresh.replay(trial.number, dict(trial.params), trial.outcome)
+        rest = run_told(fresh, trials, pruning_outcome, start=cut)
+    _same_sequence(engine_cls, clause, cut, expected, got, "the engine that saved its state after pruned trials")
+    for trial in rest:
+        _check_config(engine_cls, clause, space, trial.number, trial.params)
+    if engine_cls.deterministic_replay:
+        _same_sequence(engine_cls, clause, cut, _configs(run[cut:]), _configs(rest), "the run it replayed (pruned trials)")
+    if engine_cls.supports_pending:
+        _check_pruned_pending(engine_cls, clause, options, space, cut)
+    unknown = sorted(set(engine_cls.prunes_with) - set(PRUNERS))
+    if unknown:
+        raise ContractError(engine_cls, clause, f"prunes_with names {unknown!r}; serbench's pruners are {PRUNERS!r}")
+    for name in engine_cls.prunes_with:
+        _check_delegation(engine_cls, f"pruning by the engine ({name})", options, space, name, max(trials, 8))
 
 
 CONTRACT_CHECKS = (
@@ -351,6 +479,7 @@ CONTRACT_CHECKS = (
     check_replay,
     check_budget,
     check_pending_asks,
+    check_pruning,
 )
 
 
@@ -432,6 +561,102 @@ def _same_sequence(engine_cls, clause: str, start: int, expected: list, got: lis
             raise ContractError(
                 engine_cls, clause, f"trial {start + offset}: asked for {b!r}, but {reference} asked for {a!r}"
             )
+
+
+def _delegating(engine_cls, clause: str, options, space, name: str, seed: int) -> Engine:
+    """A fresh engine that has handed pruner ``name`` (default options) to its library."""
+    engine = make_engine(engine_cls, options, space, seed=seed)
+    described = engine.delegate_pruning(name, {}, MAX_STEP)
+    if not isinstance(described, str) or not described:
+        raise ContractError(engine_cls, clause, f"delegate_pruning returned {described!r}, not a description")
+    return engine
+
+
+def _check_delegation(engine_cls, clause: str, options, space, name: str, budget: int) -> None:
+    """``check_pruning``'s clauses for pruner ``name`` handed to the library."""
+    with _clause(engine_cls, clause):
+        try:
+            make_engine(engine_cls, options, space).delegate_pruning(name, {"no_such_option": 1}, MAX_STEP)
+        except ValueError as exc:
+            if "\n" in str(exc):
+                raise ContractError(engine_cls, clause, f"the ValueError for an unknown option is not one line: {exc}")
+        else:
+            raise ContractError(engine_cls, clause, "delegate_pruning accepted the unknown option 'no_such_option'")
+        live, again = (_delegating(engine_cls, clause, options, space, name, seed=11) for _ in range(2))
+        runs = [run_delegated(engine, budget) for engine in (live, again)]
+    decisions = [d for _, d in runs[0]]
+    bad = [(t.number, d) for t, d in runs[0] if any(type(each) is not bool for each in d)]
+    if bad:
+        raise ContractError(engine_cls, clause, f"report returned {bad[0][1]!r} for trial {bad[0][0]}, not bools")
+    if [[t.params, d] for t, d in runs[0]] != [[t.params, d] for t, d in runs[1]]:
+        other = [d for _, d in runs[1]]
+        raise ContractError(engine_cls, clause, f"two engines seeded 11 ask or decide differently: {decisions}, {other}")
+    if not any(any(d) for d in decisions):
+        raise ContractError(engine_cls, clause, f"the library stopped none of {budget} trials, half of them clearly worse")
+    falling = synthetic_curve(0, seed=1)[:2] + synthetic_curve(1, seed=1)[2:]  # starts well, falls behind
+    with _clause(engine_cls, clause):
+        params = live.ask(budget)
+        first = report_curve(live, budget, falling[:2])
+        state = live.state_dict() if not first[-1] else None
+        rest = report_curve(live, budget, falling[2:]) if not first[-1] else []
+        replayed = _delegating(engine_cls, clause, options, space, name, seed=11)
+        for trial, _ in runs[0]:
+            replayed.replay(trial.number, dict(trial.params), trial.outcome)
+        replayed_params = replayed.ask(budget)
+        replayed_decisions = report_curve(replayed, budget, falling)
+    if engine_cls.deterministic_replay and replayed_params != params:
+        raise ContractError(engine_cls, clause, f"trial {budget}: replayed, asked {replayed_params!r}, not {params!r}")
+    if replayed_decisions != first + rest:
+        raise ContractError(
+            engine_cls,
+            clause,
+            f"trial {budget}: the engine resumed by replay decides {replayed_decisions}, the live one {first + rest}",
+        )
+    if state is None:
+        return
+    state = _through_json(engine_cls, clause, state, f"state_dict() with trial {budget} reporting")
+    with _clause(engine_cls, clause):
+        restored = _delegating(engine_cls, clause, options, space, name, seed=11)
+        restored.load_state_dict(state)
+        restored_params = restored.ask(budget)
+        restored_rest = report_curve(restored, budget, falling[2:])
+    if restored_params != params or restored_rest != rest:
+        raise ContractError(
+            engine_cls,
+            clause,
+            f"trial {budget}: restored from a state saved after two reports, it asks {restored_params!r} and decides "
+            f"{restored_rest}; the live engine asked {params!r} and decided {rest}",
+        )
+
+
+def _check_pruned_pending(engine_cls, clause: str, options, space, start: int) -> None:
+    """4 trials pending, told out of order with ``pruning_outcome`` (and restored from a
+    state saved while they were pending): as ``check_pending_asks`` does."""
+    room = any(isinstance(param, FloatParam) for param in space.values())
+    with _clause(engine_cls, clause):
+        run = _PrunedPendingRun(engine_cls, clause, make_engine(engine_cls, options, space, seed=9), start, 4, room)
+        run.ask_batch()
+        state = run.engine.state_dict()
+        order = run.shuffled()
+        run.tell_all(order)
+        run.continue_for(2)
+    state = _through_json(engine_cls, clause, state, "state_dict() with pruned trials pending")
+    with _clause(engine_cls, clause):
+        twin = _restored_twin(run, make_engine(engine_cls, options, space, seed=9), state, order, _PrunedPendingRun)
+    _same_sequence(engine_cls, clause, 0, run.asked, twin.asked, "the engine that saved its state (pruned trials pending)")
+
+
+def _restored_twin(run: "_PendingRun", fresh: Engine, state: Any, tell_order: list[int], kind: type) -> "_PendingRun":
+    """``fresh`` loads ``state`` (saved by ``run`` with its batch pending), returns each
+    pending configuration, gets the same tells in the same order and goes on."""
+    fresh.load_state_dict(state)
+    twin = kind(run.engine_cls, run.clause, fresh, run.start, run.k, run.room)
+    twin.asked, twin.batch_end = list(run.asked[: run.batch_end]), run.batch_end
+    twin.pending = dict(run.pending_at_state)
+    twin.reask_pending(" after load_state_dict")
+    twin.tell_all(tell_order)
+    twin.continue_for(2)
+    return twin
 
 
 class _PendingRun:
@@ -518,6 +743,13 @@ class _PendingRun:
             except SearchExhausted:
                 return
             self.tell(number)
+
+
+class _PrunedPendingRun(_PendingRun):
+    """A ``_PendingRun`` whose trials are told ``pruning_outcome``."""
+
+    def outcome(self, number: int, params: dict[str, Any]) -> Outcome:
+        return pruning_outcome(number)
 
 
 class _Counting(Engine):

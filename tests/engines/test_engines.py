@@ -11,6 +11,7 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
+import numpy as np
 import pytest
 
 from serbench.engines.base import NotReady, Outcome, SearchExhausted
@@ -23,6 +24,7 @@ from serbench.testing.engines import (
     check_deterministic,
     check_engine,
     check_pending_asks,
+    check_pruning,
     check_replay,
     engine_contract_test,
     make_engine,
@@ -139,6 +141,59 @@ def test_kit_names_the_clause_an_engine_breaks():
 
 # what a plugin author writes: one pytest case per clause
 test_contract_through_the_authors_helper = engine_contract_test(engine_class("random"))
+
+
+def test_kit_checks_pruned_tells_and_pruning_by_the_library():
+    """An engine that rejects pruned tells breaks 'pruning'; one whose replay forgets
+    curves, one whose report never says stop, one that returns numpy bools and one whose
+    state forgets the points a pending trial reported break 'pruning by the engine'."""
+    optuna_cls = engine_class("optuna")
+
+    class NoPruned(engine_class("random")):
+        name = "no-pruned"
+
+        def tell(self, number, outcome):
+            if outcome.status == "pruned":
+                raise ValueError("unknown status 'pruned'")
+
+    class ForgetsCurves(optuna_cls):
+        name = "forgets-curves"
+
+        def replay(self, number, params, outcome):
+            super().replay(number, params, Outcome(outcome.status, outcome.value, outcome.reason))
+
+    class NeverStops(optuna_cls):
+        name = "never-stops"
+
+        def report(self, number, step, value):
+            super().report(number, step, value)
+            return False
+
+    class NumpyBools(optuna_cls):
+        name = "numpy-bools"
+
+        def report(self, number, step, value):
+            return np.bool_(super().report(number, step, value))
+
+    class LosesPoints(optuna_cls):
+        name = "loses-points"
+
+        def state_dict(self):
+            return {key: value for key, value in super().state_dict().items() if key != "reported"}
+
+    short = {"n_startup_trials": 4}
+    with pytest.raises(ContractError, match="'no-pruned' breaks 'pruning': raised ValueError: unknown status"):
+        check_pruning(NoPruned)
+    with pytest.raises(ContractError, match=r"'forgets-curves' breaks 'pruning by the engine \(median\)': trial 12: "
+                                            r"the engine resumed by replay decides \[False, False, False, False, False\]"):
+        check_pruning(ForgetsCurves, short)
+    with pytest.raises(ContractError, match=r"'never-stops' breaks .*stopped none of 12 trials"):
+        check_pruning(NeverStops, short)
+    with pytest.raises(ContractError, match=r"'numpy-bools' breaks .*report returned \[np.False_"):
+        check_pruning(NumpyBools, short)
+    with pytest.raises(ContractError, match=r"'loses-points' breaks 'pruning by the engine \(successive-halving\)': "
+                                            r"trial 12: restored from a state saved after two reports"):
+        check_pruning(LosesPoints, short)
 
 
 def test_kit_checks_replay_where_the_engine_declares_it_exact():
@@ -427,7 +482,8 @@ def test_tpe_concentrates_where_the_score_is_high(name, options):
 
 
 def test_optuna_has_no_pruner_option():
-    """Trials report only a final score, so a pruner could never act: none is offered."""
+    """Pruning is the job's ``pruner`` section (``by: engine`` hands it to optuna through
+    ``delegate_pruning``), never an engine option."""
     with pytest.raises(SpecError, match="engine.options.pruner: unknown key"):
         plugin_options(engine_class("optuna").Options, {"pruner": "median"}, "engine.options")
 
@@ -505,3 +561,116 @@ def test_state_with_a_trial_in_flight_resumes_it(name):
     engine.tell(2, Outcome.ok(0.4))
     restored.tell(2, Outcome.ok(0.4))
     assert restored.ask(3) == engine.ask(3)
+
+
+# --- pruned trials ---------------------------------------------------------------------------
+
+CURVE = ((0, 0.3), (1, 0.5), (2, 0.6))
+
+
+def test_pruned_trials_reach_each_library_as_pruned():
+    """A pruned trial with a curve (and a finished and a failed one with curves): optuna
+    gets ``PRUNED`` with the curve as intermediate values, hyperopt a ``STATUS_OK`` result
+    with its last value as loss and ``pruned`` and the curve for the record, Ax an
+    ``EARLY_STOPPED`` trial whose data is the curve (a score replaces the last point); a
+    state round trip keeps them all."""
+    from hyperopt import STATUS_FAIL, STATUS_OK
+    from optuna.trial import TrialState
+
+    outcomes = [Outcome.ok(0.65, CURVE), Outcome.pruned(0.5, CURVE[:2]), Outcome.failed("oom", CURVE[:1])]
+
+    def drive(name, options=None):
+        engine = make_engine(engine_class(name), options, PAPER_SPACE, seed=2)
+        for number, outcome in enumerate(outcomes):
+            engine.ask(number)
+            engine.tell(number, outcome)
+        restored = make_engine(engine_class(name), options, PAPER_SPACE, seed=2)
+        restored.load_state_dict(json.loads(json.dumps(engine.state_dict())))
+        return engine, restored
+
+    for optuna in drive("optuna"):
+        trials = optuna.study.trials
+        assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+        assert [t.intermediate_values for t in trials] == [dict(CURVE), dict(CURVE[:2]), dict(CURVE[:1])]
+        assert [t.value for t in trials] == [0.65, 0.5, None]
+
+    for hyperopt in drive("hyperopt"):
+        results = [doc["result"] for doc in sorted(hyperopt.trials.trials, key=lambda doc: doc["tid"])]
+        assert [r["status"] for r in results] == [STATUS_OK, STATUS_OK, STATUS_FAIL]
+        assert results[1] == {"status": STATUS_OK, "loss": -0.5, "pruned": True, "curve": [[0, 0.3], [1, 0.5]]}
+        assert results[0]["loss"] == -0.65 and "pruned" not in results[0] and "loss" not in results[2]
+
+    for ax in drive("ax", {"initial_trials": 1000}):
+        summary = ax.summary().set_index("number")
+        assert list(summary["trial_status"]) == ["COMPLETED", "EARLY_STOPPED", "FAILED"]
+        data = ax._client._experiment.lookup_data().full_df.sort_values(["trial_index", "step"])
+        assert [tuple(row) for row in data[["trial_index", "step", "mean"]].itertuples(index=False)] == [
+            (0, 0, 0.3), (0, 1, 0.5), (0, 2, 0.65), (1, 0, 0.3), (1, 1, 0.5), (2, 0, 0.3)
+        ]
+
+
+def test_ax_hands_over_to_its_gp_after_pruned_sobol_trials_and_models_them():
+    """Two of three Sobol trials pruned: Ax (which counts only completed trials as
+    observed) would wait for data with nothing running; the engine counts early-stopped
+    ones, so trial 3 comes from the GP, which is fitted on every trial's latest point --
+    the early-stopped ones at the step they reached, with the step as an input."""
+    engine = make_engine(engine_class("ax"), {"initial_trials": 3}, PAPER_SPACE, seed=1)
+    outcomes = [Outcome.pruned(0.2, CURVE[:1]), Outcome.ok(0.65, CURVE), Outcome.pruned(0.5, CURVE[:2])]
+    for number, outcome in enumerate(outcomes):
+        engine.ask(number)
+        engine.tell(number, outcome)
+    engine.ask(3)
+    assert list(engine.summary()["generation_node"]) == ["Sobol", "Sobol", "Sobol", "MBM"]
+    gp = engine._client._generation_strategy.adapter.generator.surrogate.model
+    inputs, targets = gp.train_inputs[0], gp.train_targets
+    assert inputs.shape == (3, len(PAPER_SPACE) + 1)  # the space's parameters and the step
+    assert [round(float(step), 6) for step in inputs[:, -1]] == [0.0, 1.0, 0.5]  # steps 0, 2, 1, scaled
+    assert int(targets.argmax()) == 1  # trial 1's score, the best, is modelled
+
+
+def test_engines_describe_the_pruners_they_delegate_and_reject_what_they_cannot_honour():
+    optuna_cls, ax_cls = engine_class("optuna"), engine_class("ax")
+
+    def delegate(cls, name, options=None, max_step=9):
+        options_ = {"initial_trials": 1000} if cls is ax_cls else None
+        return make_engine(cls, options_, PAPER_SPACE).delegate_pruning(name, options or {}, max_step)
+
+    assert delegate(optuna_cls, "median", {"n_warmup_steps": 2}) == (
+        "optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2, interval_steps=1, n_min_trials=1)"
+    )
+    assert delegate(optuna_cls, "hyperband") == (
+        "optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)"
+    )
+    assert delegate(optuna_cls, "successive-halving", {"reduction_factor": 2}).startswith(
+        "optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2,"
+    )
+    assert delegate(ax_cls, "median", {"n_startup_trials": 3, "interval_steps": 2}) == (
+        "ax.early_stopping.strategies.PercentileEarlyStoppingStrategy(percentile_threshold=50.0, min_curves=3, "
+        "min_progression=0, interval=2)"
+    )
+    refused = [
+        (optuna_cls, "median", {"n_startup_trials": -1}, "pruner median: .*n_startup_trials"),
+        (optuna_cls, "median", {"n_warmup_steps": 1.5}, "n_warmup_steps must be an integer"),
+        (optuna_cls, "hyperband", {"reduction_factor": 1}, "pruner hyperband: .*reduction_factor"),
+        (optuna_cls, "hyperband", {"min_resource": 12}, "max_resource 9 is below min_resource 12"),
+        (optuna_cls, "patient", {}, "cannot prune with 'patient'"),
+        (ax_cls, "successive-halving", {}, "cannot prune with 'successive-halving' \\(it offers median\\)"),
+        (ax_cls, "median", {"n_min_trials": 2}, "Ax has no n_min_trials"),
+        (ax_cls, "median", {"bootstrap_count": 1}, "pruner median has no option 'bootstrap_count'"),
+    ]
+    for cls, name, options, message in refused:
+        with pytest.raises(ValueError, match=message):
+            delegate(cls, name, options)
+    with pytest.raises(ValueError, match="engine 'random' has no pruner of its own"):
+        make_engine(engine_class("random")).delegate_pruning("median", {}, 9)
+
+
+def test_points_that_are_not_finite_numbers_are_never_recorded():
+    """A NaN point of a told curve, or reported with delegated pruning, is left out (and
+    decides nothing): a non-finite score is no score."""
+    engine = make_engine(engine_class("optuna"), None, PAPER_SPACE)
+    engine.delegate_pruning("median", {}, 9)
+    engine.ask(0)
+    assert engine.report(0, 0, float("nan")) is False
+    engine.tell(0, Outcome.ok(0.6, ((0, float("nan")), (1, 0.4), (2, 0.6))))
+    assert engine.study.trials[0].intermediate_values == {1: 0.4, 2: 0.6}
