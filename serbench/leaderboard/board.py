@@ -6,9 +6,13 @@ Contract:
   file that cannot be read or does not validate is returned in ``skipped`` with a one-line
   reason, never raised. No readable result at all is a ``UserError``.
 - :func:`build_rows` groups runs whose specs differ only in ``seed`` (and ``name``) into
-  one :class:`Row` and computes its columns. A run's *searches* are its folds (one for
-  the holdout protocols); best validation BCA, minutes to best, 𝓔 and time to each
-  threshold are means over all searches of the row's runs. Test BCA is a run's
+  one :class:`Row` and computes its columns. Spec sections added after results were first
+  written (``pruner``, ``objective``, ``budget.epochs``) count only when they differ from
+  their defaults, so a result from before them shares a row with its unpruned rerun;
+  pruner settings otherwise tell rows apart. A run's *searches* are its folds (one for
+  the holdout protocols); best validation BCA, minutes to best, 𝓔, time to each
+  threshold and epochs spent are means over all searches of the row's runs (epochs spent
+  over the runs that record them: none from before pruners). Test BCA is a run's
   ``test_summary.bca_mean``; its ``sd`` is the spread over seeds when a row has several
   runs, else over folds when the run has several, else ``None``. Standard deviations are
   population ones, as in ``test_summary``.
@@ -29,8 +33,10 @@ from pydantic import ValidationError
 
 from serbench.errors import UserError
 from serbench.results.schema import Result
+from serbench.spec.job import LATER_DEFAULTS
 
-GROUP_KEYS = ("engine", "dataset", "backbone", "protocol")
+GROUP_KEYS = ("engine", "pruner", "dataset", "backbone", "protocol")
+NO_PRUNER = "—"
 
 
 @dataclass
@@ -130,13 +136,17 @@ class Row:
     paths: list[str]
     seeds: list[int]
     engine: str
+    pruner: str
     dataset: str
     backbone: str
     protocol: str
     status: str
     trials: float
+    pruned: float
+    epochs_spent: Stat | None
     folds: int
     best_val: Stat | None
+    best_pruned: int  # searches whose best trial was pruned (none of their trials completed)
     test: Stat | None
     minutes_to_best: Stat | None
     efficiency: Stat | None
@@ -160,13 +170,17 @@ class Row:
             "seeds": self.seeds,
             "n_seeds": len(set(self.seeds)),
             "engine": self.engine,
+            "pruner": None if self.pruner == NO_PRUNER else self.pruner,
             "dataset": self.dataset,
             "backbone": self.backbone,
             "protocol": self.protocol,
             "status": self.status,
             "trials": self.trials,
+            "pruned": self.pruned,
+            "epochs_spent": stat(self.epochs_spent),
             "folds": self.folds,
             "best_val_bca": stat(self.best_val),
+            "best_val_pruned": self.best_pruned,
             "test_bca": stat(self.test),
             "minutes_to_best": stat(self.minutes_to_best),
             "efficiency": stat(self.efficiency),
@@ -185,9 +199,30 @@ class Row:
 
 
 def seed_group_key(result: Result) -> str:
-    """Runs with equal keys differ only in seed and name."""
+    """Runs with equal keys differ only in seed and name. Sections added after results
+    were first written are left out while at their defaults (as the study's fingerprint
+    does), so older results group with their reruns."""
     spec = {k: v for k, v in result.spec.items() if k not in ("name", "seed")}
+    for key, default in LATER_DEFAULTS.items():
+        if spec.get(key) == default:
+            spec.pop(key)
+    budget = spec.get("budget")
+    if isinstance(budget, dict) and budget.get("epochs") is None:
+        spec["budget"] = {k: v for k, v in budget.items() if k != "epochs"}
     return json.dumps(spec, sort_keys=True, default=str)
+
+
+def pruner_label(result: Result) -> str:
+    """The pruner as the board names it: ``median``, ``engine:median`` when the engine's
+    library decided, ``—`` for none (or a result from before pruners)."""
+    if result.pruning is not None:
+        name, by = result.pruning.pruner, result.pruning.by
+    else:
+        spec = result.spec.get("pruner") or {}
+        name, by = str(spec.get("name", "none")), str(spec.get("by", "serbench"))
+    if name == "none":
+        return NO_PRUNER
+    return f"engine:{name}" if by == "engine" else name
 
 
 def backbone_label(result: Result) -> str:
@@ -223,13 +258,18 @@ def _row(runs: list[Run]) -> Row:
         paths=[str(run.path.parent) for run in runs],
         seeds=[int(run.result.spec.get("seed", 0)) for run in runs],
         engine=str(first.spec.get("engine", {}).get("name", "?")),
+        pruner=pruner_label(first),
         dataset=first.data.dataset,
         backbone=backbone_label(first),
         protocol=str(first.data.protocol.get("name", "?")),
         status="/".join(statuses),
         trials=statistics.fmean(len(run.result.trials) for run in runs),
+        pruned=statistics.fmean(sum(t.status == "pruned" for t in run.result.trials) for run in runs),
+        epochs_spent=Stat.of([float(fold.epochs_spent) for run in runs if run.result.pruning is not None
+                              for fold in run.result.folds]),
         folds=len(first.folds),
         best_val=Stat.of([best.val_bca for best in bests]),
+        best_pruned=sum(best.pruned for best in bests),
         test=test,
         minutes_to_best=Stat.of([best.minutes for best in bests]),
         efficiency=Stat.of([best.efficiency for best in bests if best.efficiency is not None]),
@@ -320,8 +360,8 @@ def make_board(root: Path, by: str | None = None) -> Board:
 
 def columns(board: Board) -> list[str]:
     """Column headings, in order (shared by every format)."""
-    head = ["rank", "job", "engine", "dataset", "backbone", "protocol", "seeds", "trials",
-            "best val BCA", "test BCA", "min to best", "𝓔 (BCA/min)"]
+    head = ["rank", "job", "engine", "pruner", "dataset", "backbone", "protocol", "seeds", "trials",
+            "pruned", "epochs spent", "best val BCA", "test BCA", "min to best", "𝓔 (BCA/min)"]
     head += [f"≥{t:g} min (trial)" for t in board.thresholds]
     head += [f"{target} BCA" for target in board.targets]
     return head
@@ -329,10 +369,10 @@ def columns(board: Board) -> list[str]:
 
 def cells(board: Board, position: int, row: Row) -> list[str]:
     """Display strings for one row (3 decimals for BCA, 2 for minutes)."""
-    out = [str(position), row.label, row.engine, row.dataset, row.backbone, row.protocol,
-           str(len(set(row.seeds))), _number(row.trials, 1),
-           fmt_stat(row.best_val), fmt_stat(row.test), fmt_stat(row.minutes_to_best, 2, sd=False),
-           fmt_stat(row.efficiency, 2, sd=False)]
+    out = [str(position), row.label, row.engine, row.pruner, row.dataset, row.backbone, row.protocol,
+           str(len(set(row.seeds))), _number(row.trials, 1), fmt_pruned(row),
+           _number(row.epochs_spent.mean if row.epochs_spent else None, 1), fmt_best(row), fmt_stat(row.test),
+           fmt_stat(row.minutes_to_best, 2, sd=False), fmt_stat(row.efficiency, 2, sd=False)]
     for threshold in board.thresholds:
         out.append(fmt_threshold(row.thresholds.get(threshold)))
     for target in board.targets:
@@ -347,6 +387,23 @@ def fmt_stat(value: Stat | None, digits: int = 3, sd: bool = True) -> str:
     if sd and value.sd is not None:
         text += f" ± {value.sd:.{digits}f}"
     return text
+
+
+def fmt_best(row: Row) -> str:
+    """Best validation BCA; marked when it is a pruned trial's partial score in some of the
+    row's searches (those where no trial completed)."""
+    text = fmt_stat(row.best_val)
+    if row.best_pruned and row.best_val is not None:
+        share = "" if row.best_pruned == row.best_val.n else f"{row.best_pruned}/{row.best_val.n} "
+        text += f" ({share}pruned)"
+    return text
+
+
+def fmt_pruned(row: Row) -> str:
+    """Trials pruned / trials (means over the row's runs); ``—`` without a pruner."""
+    if row.pruner == NO_PRUNER and not row.pruned:
+        return "—"
+    return f"{_number(row.pruned, 1)}/{_number(row.trials, 1)}"
 
 
 def fmt_threshold(cell: ThresholdCell | None) -> str:

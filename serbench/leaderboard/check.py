@@ -3,7 +3,10 @@
 - :func:`check_html` reads the markup: each declared figure (``<meta
   name="serbench-figures">``, or the ``expected`` kinds) is present as
   ``<figure id="fig-<kind>">`` with an ``<svg>`` that has a title, an aria-label and at
-  least :data:`MIN_PATHS` paths; and nothing points outside the file.
+  least :data:`MIN_PATHS` paths; a figure that declares ``data-marks="mark=count ..."``
+  (the curves figure: ``completed=5 pruned=3 stop=3``) holds exactly that many SVG
+  groups ``fig-<kind>-<mark>-<i>`` (what it drew: a trial's curve, a pruned trial's ×);
+  and nothing points outside the file.
 - :func:`check_screenshots` renders the figures in headless Chromium (Debian's
   ``chromium``), each in a fixed box of one page, and requires enough non-white pixels in
   every box (:data:`MIN_INK`); a missing or empty figure leaves its box blank.
@@ -37,6 +40,16 @@ CHROMIUM_FLAGS = [
 def declared_figures(html: str) -> list[str]:
     match = _META.search(html)
     return match.group(1).split() if match else []
+
+
+def declared_marks(figure: str) -> dict[str, int]:
+    """The ``data-marks`` of a ``<figure>`` element: mark -> count (none: empty)."""
+    opening = figure[: figure.find(">") + 1]
+    match = re.search(r'data-marks="([^"]*)"', opening)
+    if not match:
+        return {}
+    pairs = (item.partition("=") for item in match.group(1).split())
+    return {mark: int(count) for mark, _, count in pairs if count.isdigit()}
 
 
 def _figure_pattern(kind: str) -> re.Pattern[str]:
@@ -74,6 +87,10 @@ def check_html(html: str, expected: list[str] | None = None) -> list[str]:
             problems.append(f"figure {kind}: its svg has {paths} path(s), fewer than {MIN_PATHS}")
         if not re.search(r'aria-label="[^"]+"', svg.group(0)) or "<title>" not in svg.group(0):
             problems.append(f"figure {kind}: no alt text (aria-label and <title>)")
+        for mark, count in declared_marks(figure).items():
+            drawn = len(re.findall(rf'<g id="fig-{re.escape(kind)}-{re.escape(mark)}-\d+"', svg.group(0)))
+            if drawn != count:
+                problems.append(f"figure {kind}: {drawn} {mark} mark(s) drawn, {count} declared")
     external = _EXTERNAL.search(html)
     if external:
         start = max(external.start() - 30, 0)

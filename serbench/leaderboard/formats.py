@@ -12,7 +12,7 @@ import csv
 import io
 import json
 
-from serbench.leaderboard.board import Board, Row, Stat, cells, columns
+from serbench.leaderboard.board import NO_PRUNER, Board, Row, Stat, cells, columns
 
 FORMATS = ("table", "md", "csv", "json", "html")
 
@@ -63,16 +63,18 @@ def _footer(board: Board) -> str:
     n = len(board.loaded.runs)
     text = (f"{n} result{'s' if n != 1 else ''} in {len(board.rows)} row{'s' if len(board.rows) != 1 else ''}; "
             "ranked by test BCA, then best validation BCA; ± is the sd over seeds (or folds); "
-            "thresholds: mean study minutes to reach them (mean trial number)")
+            "pruned: trials the pruner stopped / trials (a best val BCA marked pruned is a partial score: "
+            "no trial of that search completed); epochs spent: training epochs per search "
+            "(frozen probes not counted); thresholds: mean study minutes to reach them (mean trial number)")
     if board.loaded.skipped:
         text += f"; skipped {len(board.loaded.skipped)} invalid file(s)"
     return text
 
 
 def csv_header(board: Board) -> list[str]:
-    head = ["rank", "group", "job", "engine", "dataset", "backbone", "protocol", "seeds", "trials", "folds",
-            "status", "best_val_bca", "best_val_bca_sd", "test_bca", "test_bca_sd", "minutes_to_best",
-            "efficiency"]
+    head = ["rank", "group", "job", "engine", "pruner", "dataset", "backbone", "protocol", "seeds", "trials",
+            "pruned", "epochs_spent", "folds", "status", "best_val_bca", "best_val_bca_sd", "best_val_pruned",
+            "test_bca", "test_bca_sd", "minutes_to_best", "efficiency"]
     for t in board.thresholds:
         head += [f"minutes_to_{t:g}", f"trial_to_{t:g}", f"reached_{t:g}"]
     for target in board.targets:
@@ -92,9 +94,12 @@ def render_csv(board: Board) -> str:
 
 
 def _csv_row(board: Board, position: int, group: str, row: Row) -> list[object]:
-    out: list[object] = [position, group, row.label, row.engine, row.dataset, row.backbone, row.protocol,
-                         len(set(row.seeds)), _whole(row.trials), row.folds, row.status]
-    out += [*_pair(row.best_val), *_pair(row.test), _mean(row.minutes_to_best), _mean(row.efficiency)]
+    pruner = "" if row.pruner == NO_PRUNER else row.pruner
+    out: list[object] = [position, group, row.label, row.engine, pruner, row.dataset, row.backbone, row.protocol,
+                         len(set(row.seeds)), _whole(row.trials), _whole(row.pruned), _mean(row.epochs_spent),
+                         row.folds, row.status]
+    out += [*_pair(row.best_val), row.best_pruned, *_pair(row.test), _mean(row.minutes_to_best),
+            _mean(row.efficiency)]
     for t in board.thresholds:
         cell = row.thresholds.get(t)
         out += [_num(cell.minutes), _num(cell.trial), f"{cell.reached}/{cell.searches}"] if cell else ["", "", ""]

@@ -4,8 +4,9 @@ no script, no external URL) with the leaderboard and the figures of :mod:`serben
 Contract: :func:`render_html` returns the page. It declares the figures it holds in
 ``<meta name="serbench-figures" content="kind kind ...">``, and each figure is
 ``<figure id="fig-<kind>" data-kind="<kind>">`` holding one ``<svg role="img"
-aria-label="...">`` with a ``<title>`` and a ``<figcaption>``: what
-:mod:`serbench.leaderboard.check` verifies.
+aria-label="...">`` with a ``<title>`` and a ``<figcaption>``; a figure whose plot has
+``marks`` also says ``data-marks="mark=count ..."`` (the SVG groups
+``fig-<kind>-<mark>-<i>`` it holds): what :mod:`serbench.leaderboard.check` verifies.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ figure svg { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figcaption { color: #444; font-size: 0.9em; margin-top: 6px; text-align: center; }
 """
 
-_TEXT_COLUMNS = {"job", "engine", "dataset", "backbone", "protocol"}
+_TEXT_COLUMNS = {"job", "engine", "pruner", "dataset", "backbone", "protocol"}
 
 
 def render_html(board: Board, plots: list[Plot] | None = None) -> str:
@@ -64,7 +65,12 @@ def render_html(board: Board, plots: list[Plot] | None = None) -> str:
 <h2 id="leaderboard">Leaderboard</h2>
 <p class="note">Ranked by test BCA, then best validation BCA. Jobs whose specs differ only in seed share a row:
 their values are means, and ± is the (population) sd over seeds, or over folds for a single multi-fold job.
-Threshold columns: mean study minutes to first reach the validation BCA, with the mean trial number in brackets.
+Pruner: what stopped unpromising trials (engine:NAME when the engine's own library decided; — none);
+pruned: trials it stopped / trials; epochs spent: training epochs of a search's trials (mean over searches,
+frozen probes not counted; — in results from before pruners); a best val BCA marked (pruned) is a pruned trial's
+partial score, in searches where no trial completed.
+Threshold columns: mean study minutes to first reach the validation BCA, with the mean trial number in brackets;
+only completed trials reach a threshold or raise a best-so-far line (a pruned trial's value is a partial score).
 𝓔 = best validation BCA / minutes to reach it.</p>
 {_tables_html(board)}
 <h2 id="figures">Figures</h2>
@@ -105,7 +111,10 @@ def _tables_html(board: Board) -> str:
 
 
 def figure_html(plot: Plot) -> str:
-    return (f'<figure id="{plot.id}" data-kind="{plot.kind}">\n{svg_of(plot)}\n'
+    svg = svg_of(plot)
+    marks = " ".join(f"{mark}={count}" for mark, count in sorted(plot.marks.items()))
+    attributes = f' data-marks="{_e(marks)}"' if marks else ""
+    return (f'<figure id="{plot.id}" data-kind="{plot.kind}"{attributes}>\n{svg}\n'
             f"<figcaption>{_e(plot.title)}</figcaption>\n</figure>")
 
 

@@ -2,21 +2,30 @@
 results.
 
 Contract: :func:`make_plots` returns one :class:`Plot` per kind in :data:`PLOT_KINDS`
-order, leaving out ``transfer`` when no run has transfer scores and ``confusion`` when the
+order, leaving out ``curves`` when no trial has a curve (results from before epoch
+reports), ``transfer`` when no run has transfer scores and ``confusion`` when the
 leaderboard's first row has no test score. Every plot has a ``kind`` (its HTML id is ``fig-<kind>``), a title
 drawn on the figure, and an alt text. Colours: one per job, the same in every figure;
 the hyperparameter figure colours by engine.
+
+Pruned trials: their value is a partial score (the last report before the pruner stopped
+them), so it never raises a best-so-far line (:func:`best_so_far`: completed trials
+only); the trials figure draws them as hollow circles, the curves figure as dashed lines
+ending in × at the epoch they were stopped after. A plot's ``marks`` count the artists it
+drew with the SVG group id ``fig-<kind>-<mark>-<i>`` (``i`` from 0): one per completed
+or pruned trial in the curves figure, one per pruned trial in the trials figure;
+:func:`serbench.leaderboard.check.check_html` counts them in the markup.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from serbench.leaderboard.board import Row, Run, build_rows, fmt_stat, rank
 
-PLOT_KINDS = ("anytime", "trials", "hparams", "confusion", "transfer")
+PLOT_KINDS = ("anytime", "trials", "curves", "hparams", "confusion", "transfer")
 
 
 @dataclass
@@ -25,10 +34,17 @@ class Plot:
     title: str
     alt: str
     figure: Any  # matplotlib.figure.Figure
+    marks: dict[str, int] = field(default_factory=dict)  # mark -> artists with gid fig-<kind>-<mark>-<i>
 
     @property
     def id(self) -> str:
         return f"fig-{self.kind}"
+
+    def gid(self, mark: str) -> str:
+        """The SVG group id of the next ``mark`` artist (and count it)."""
+        index = self.marks.get(mark, 0)
+        self.marks[mark] = index + 1
+        return f"{self.id}-{mark}-{index}"
 
 
 def _figure(width: float, height: float):
@@ -51,7 +67,10 @@ def make_plots(runs: list[Run], top: Row | None = None) -> list[Plot]:
     """The figures for ``runs``; the confusion matrix is the one of ``top``, the
     leaderboard's first row (default: the first row of ``rank(build_rows(runs))``)."""
     colours = _colours([run.label for run in runs])
-    plots = [anytime_plot(runs, colours), trials_plot(runs, colours), hparams_plot(runs)]
+    plots = [anytime_plot(runs, colours), trials_plot(runs, colours)]
+    if any(trial.curve for run in runs for trial in run.result.trials):
+        plots.append(curves_plot(runs, colours))
+    plots.append(hparams_plot(runs))
     if top is None:
         top = rank(build_rows(runs))[0]
     if any(run.result.test_summary is not None for run in top.runs):
@@ -79,21 +98,30 @@ def _thresholds(runs: list[Run]) -> list[float]:
     return sorted(values)
 
 
+def best_so_far(trials: list) -> tuple[list[float], list[float]]:
+    """One fold's best-so-far line: study minutes (0, then each trial's journal time, in
+    journal order) and the best validation BCA of the *completed* trials journalled by
+    then (nan before the first). Failed trials score nothing and a pruned trial's value is
+    a partial score, so neither raises the line."""
+    xs, ys, best = [0.0], [math.nan], -math.inf
+    for trial in sorted(trials, key=lambda t: (t.cumulative_s, t.number)):
+        if trial.status == "ok" and trial.value is not None:
+            best = max(best, trial.value)
+        xs.append(trial.cumulative_s / 60)
+        ys.append(best if best > -math.inf else math.nan)
+    return xs, ys
+
+
 def anytime_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
-    """Best-so-far validation BCA against study minutes: one line per job (per fold),
-    dashed lines at the thresholds."""
+    """Best-so-far validation BCA (completed trials) against study minutes: one line per
+    job (per fold), dashed lines at the thresholds."""
     title = "Anytime performance: best validation BCA so far against study minutes"
     fig = _figure(10, 4.6)
     ax = fig.add_subplot()
     for run in runs:
         labelled = False
         for trials in _by_fold(run).values():
-            xs, ys, best = [0.0], [math.nan], -math.inf
-            for trial in trials:
-                if trial.status == "ok" and trial.value is not None:
-                    best = max(best, trial.value)
-                xs.append(trial.cumulative_s / 60)
-                ys.append(best if best > -math.inf else math.nan)
+            xs, ys = best_so_far(trials)
             ax.step(xs, ys, where="post", color=colours[run.label], marker="o", markersize=3,
                     linewidth=1.6, label=None if labelled else run.label)
             labelled = True
@@ -101,20 +129,26 @@ def anytime_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
         ax.axhline(threshold, color="0.35", linestyle="--", linewidth=1)
         ax.annotate(f"threshold {threshold:g}", (0, threshold), xycoords=("axes fraction", "data"),
                     xytext=(4, 2), textcoords="offset points", va="bottom", fontsize=8, color="0.35")
-    ax.set(xlabel="study minutes (wall clock, from the first trial)", ylabel="best validation BCA so far",
+    pruned = any(trial.status == "pruned" for run in runs for trial in run.result.trials)
+    ax.set(xlabel="study minutes (wall clock, from the first trial)",
+           ylabel="best validation BCA so far" + (" (completed trials)" if pruned else ""),
            ylim=(0, 1.02), title=title)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     _outside_legend(ax)
     alt = (f"Step lines of best-so-far validation BCA against minutes for {len(runs)} job(s), "
-           f"dashed lines at thresholds {', '.join(f'{t:g}' for t in _thresholds(runs)) or 'none'}.")
+           f"dashed lines at thresholds {', '.join(f'{t:g}' for t in _thresholds(runs)) or 'none'}"
+           + ("; pruned trials' partial scores do not count." if pruned else "."))
     return Plot("anytime", title, alt, fig)
 
 
 def trials_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
-    """Validation BCA of every trial against its number; failed trials as crosses at 0."""
+    """Validation BCA of every trial against its number: completed trials joined by a
+    line, pruned ones as hollow circles at their partial score, failed ones as crosses
+    at 0."""
     title = "Validation BCA per trial"
     fig = _figure(10, 4.2)
+    plot = Plot("trials", title, "", fig)
     ax = fig.add_subplot()
     any_failed = False
     for run in runs:
@@ -123,18 +157,83 @@ def trials_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
             ok = [t for t in trials if t.status == "ok" and t.value is not None]
             ax.plot([t.number for t in ok], [t.value for t in ok], color=colours[run.label], marker="o",
                     markersize=4, linewidth=1, label=None if labelled else run.label)
-            failed = [t.number for t in trials if t.status != "ok"]
+            for trial in trials:
+                if trial.status == "pruned" and trial.value is not None:
+                    ax.plot([trial.number], [trial.value], linestyle="none", marker="o", markersize=5,
+                            markerfacecolor="none", markeredgewidth=1.2, color=colours[run.label],
+                            clip_on=False, gid=plot.gid("pruned"))
+            failed = [t.number for t in trials if t.status == "failed"]
             if failed:
                 any_failed = True
                 ax.plot(failed, [0] * len(failed), linestyle="none", marker="x", color=colours[run.label])
             labelled = True
-    ax.set(xlabel="trial number" + (" (× = failed)" if any_failed else ""), ylabel="validation BCA",
+    keys = (["× = failed"] if any_failed else []) + (["○ = pruned, its partial score"] if plot.marks else [])
+    ax.set(xlabel="trial number" + (f" ({'; '.join(keys)})" if keys else ""), ylabel="validation BCA",
            ylim=(0, 1.02), title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     _outside_legend(ax)
-    alt = f"Validation BCA of each trial against the trial number, one line per job ({len(runs)} jobs)."
-    return Plot("trials", title, alt, fig)
+    plot.alt = f"Validation BCA of each trial against the trial number, one line per job ({len(runs)} jobs)"
+    pruned = plot.marks.get("pruned", 0)
+    plot.alt += f"; {pruned} pruned trial(s) as hollow circles at their partial score." if pruned else "."
+    return plot
+
+
+def curves_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
+    """Validation BCA after each reported epoch: every trial's curve as a thin line in its
+    job's colour (epoch 0: the frozen probe, where trials had one); completed trials solid,
+    pruned ones dashed, ending in × at the epoch the pruner stopped them after."""
+    from matplotlib.lines import Line2D
+
+    title = "Validation BCA per epoch: every trial's curve"
+    fig = _figure(10, 4.6)
+    plot = Plot("curves", title, "", fig)
+    ax = fig.add_subplot()
+    epochs: set[int] = set()
+    drawn: list[str] = []
+    for run in runs:
+        colour = colours[run.label]
+        for trials in _by_fold(run).values():
+            for trial in trials:
+                if not trial.curve or trial.status not in ("ok", "pruned"):
+                    continue
+                xs = [point.epoch for point in trial.curve]
+                ys = [point.bca for point in trial.curve]
+                epochs.update(xs)
+                if run.label not in drawn:
+                    drawn.append(run.label)
+                if trial.status == "ok":
+                    ax.plot(xs, ys, color=colour, linewidth=1, alpha=0.85, marker="o", markersize=2.5,
+                            gid=plot.gid("completed"))
+                    continue
+                ax.plot(xs, ys, color=colour, linewidth=1, alpha=0.85, linestyle=(0, (4, 2)),
+                        gid=plot.gid("pruned"))
+                stop = trial.pruned_at if trial.pruned_at is not None else xs[-1]
+                value = next((y for x, y in zip(xs, ys) if x == stop), ys[-1])
+                ax.plot([stop], [value], linestyle="none", marker="x", markersize=7, markeredgewidth=1.6,
+                        color=colour, clip_on=False, gid=plot.gid("stop"))
+    probe = 0 in epochs
+    ax.set(xlabel="epoch" + (" (0: the frozen probe, encoder frozen)" if probe else ""),
+           ylabel="validation BCA", ylim=(-0.02, 1.02), title=title)
+    low, high = (min(epochs), max(epochs)) if epochs else (1, 1)
+    ax.set_xlim(low - 0.25, high + 0.25)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    jobs = [Line2D([], [], color=colours[label], linewidth=1.6, label=label) for label in drawn]
+    styles = [Line2D([], [], color="0.2", linewidth=1, marker="o", markersize=2.5, label="completed trial")]
+    if plot.marks.get("pruned"):
+        styles.append(Line2D([], [], color="0.2", linewidth=1, linestyle=(0, (4, 2)), marker="x", markersize=7,
+                             markeredgewidth=1.6, label="pruned trial (× where stopped)"))
+    legend = ax.legend(handles=jobs, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), title="job",
+                       title_fontsize=8)
+    ax.add_artist(legend)
+    ax.legend(handles=styles, fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0), title="trials",
+              title_fontsize=8)
+    completed, pruned = plot.marks.get("completed", 0), plot.marks.get("pruned", 0)
+    plot.alt = (f"Validation BCA after each reported epoch for {completed + pruned} trial(s) of {len(drawn)} job(s): "
+                f"{completed} completed (solid lines) and {pruned} pruned (dashed lines ending in a cross at the "
+                f"epoch the pruner stopped them after)" + ("; epoch 0 is the frozen probe." if probe else "."))
+    return plot
 
 
 def hparams_plot(runs: list[Run]) -> Plot:

@@ -29,7 +29,7 @@ from serbench.results.schema import Result
 from serbench.spec import parse_job
 from serbench.study.study import Study
 
-KINDS = ["anytime", "trials", "hparams", "confusion", "transfer"]
+KINDS = ["anytime", "trials", "curves", "hparams", "confusion", "transfer"]
 RANDOM = ["lb_random_s0", "lb_random_s1"]
 GRID = "lb_grid_s2"
 
@@ -205,7 +205,7 @@ def test_report_screenshot_shows_every_plot(report, tmp_path):
     path, html = report
     png = screenshot(path, tmp_path / "report.png", width=1400, height=4000)
     assert png.stat().st_size > 50_000
-    assert ink(png) > 0.03  # the table and five figures, not a blank page
+    assert ink(png) > 0.03  # the table and six figures, not a blank page
     assert check_screenshots(html, tmp_path / "figures") == []
 
 
