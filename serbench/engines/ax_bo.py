@@ -18,25 +18,30 @@ Search space: floats and ints become range parameters (``scaling="log"`` where
 (by value) when every value is a number, unordered otherwise. A choice with a single
 value is not shown to Ax. Values come back as ``float``/``int``/the exact choice value.
 
-Trials: serbench's trial numbers map to Ax trial indices. A trial's curve is attached
-point by point (``attach_data(index, {"bca": value}, progression=step)``: Ax's map data;
-a point attached again at a step replaces the earlier one; points that are not finite
-numbers are left out), then the trial is told. A score is ``complete_trial`` with
-``{"bca": value}`` at the curve's last step, whose point the score replaces (at no step
-without a curve). A failure (or a score that is not a finite number) is
-``mark_trial_failed``. A pruned trial is ``mark_trial_early_stopped`` (or
-``mark_trial_failed`` if it has no finite point: Ax early-stops only trials with data).
+Trials: serbench's trial numbers map to Ax trial indices. A score is ``complete_trial``
+with ``{"bca": value}``; a failure (or a score that is not a finite number) is
+``mark_trial_failed``; a pruned trial gets its last value attached
+(``attach_data``) and is ``mark_trial_early_stopped`` (``mark_trial_failed`` if it has
+no finite value: Ax early-stops only trials with data). With Ax's own early stopping
+(``pruner.by: engine``) a trial's curve is attached point by point as it reports
+(``attach_data(index, {"bca": value}, progression=step)``: Ax's map data; a point
+attached again at a step replaces the earlier one; points that are not finite numbers
+are left out) and a score is completed at the curve's last step, whose point it
+replaces. Curves are attached only then: Ax's GP would otherwise take the step as an
+input (below) in every study whose trials train different numbers of epochs, and a
+study without Ax's early stopping models exactly what it modelled before curves existed.
 
 What Ax does with an early-stopped trial (Ax 1.3, checked on its GP's training data):
 the model-based node fits each trial's latest point (``DataLoaderConfig``'s defaults:
 one row per trial, from ``RUNNING``, ``COMPLETED`` and ``EARLY_STOPPED`` trials), so an
-early-stopped trial is an observation: its last value, at the step it reached. Once
-the latest points lie at more than one step, Ax's ``MapKeyToFloat`` transform makes
+early-stopped trial is an observation: its last value (at the step it reached, with
+Ax's early stopping). Once the latest points lie at more than one step, Ax's ``MapKeyToFloat`` transform makes
 the step an input of the GP (scaled over the steps seen) and generates candidates at
 the highest step: a value reached when the trial was stopped is modelled as an early
 one, not as a final score. Finished trials that end at different steps (``epochs`` in
 the space) get the step input too; a finished trial is modelled by its score, since
-that replaces its last point. Failed trials are left out; a running trial that has
+that replaces its last point. Without curves (no Ax early stopping) a pruned trial is a
+plain observation of the score it reached: a pessimistic one. Failed trials are left out; a running trial that has
 reported points (delegated pruning) is modelled by its latest point, not as pending.
 Ax moves from Sobol to its GP once ``max(1, initial_trials // 2)`` trials have data;
 it counts only completed trials there, which would leave a run whose Sobol trials were
@@ -168,13 +173,18 @@ class AxEngine(Engine):
     def tell(self, number: int, outcome: Outcome) -> None:
         if number not in self._pending:
             raise ValueError(f"engine ax: trial {number} was not asked for, or was already told")
-        for step, point in unrecorded(outcome.curve, self._reported[number]):
-            self._record(number, step, point)
+        delegated = self._stopping is not None
+        if delegated:  # Ax's strategy reads curves; otherwise they would make the step a GP input
+            for step, point in unrecorded(outcome.curve, self._reported[number]):
+                self._record(number, step, point)
         index, steps = self._index[number], self._reported.pop(number)
         value = finite_value(outcome)
+        last = outcome.value if outcome.value is not None and math.isfinite(outcome.value) else None
         client = self._get_client()
         with _quiet():
-            if outcome.status == "pruned" and steps:
+            if outcome.status == "pruned" and (steps or last is not None):
+                if not steps:
+                    client.attach_data(index, raw_data={OBJECTIVE: float(last)})
                 client.mark_trial_early_stopped(index)
             elif value is None:
                 reason = outcome.reason or f"{outcome.status} with no finite score ({outcome.value!r})"

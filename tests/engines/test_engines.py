@@ -609,12 +609,15 @@ def test_pruned_trials_reach_each_library_as_pruned():
         ]
 
 
-def test_ax_hands_over_to_its_gp_after_pruned_sobol_trials_and_models_them():
+@pytest.mark.parametrize("delegated", [False, True])
+def test_ax_hands_over_to_its_gp_after_pruned_sobol_trials_and_models_them(delegated):
     """Two of three Sobol trials pruned: Ax (which counts only completed trials as
     observed) would wait for data with nothing running; the engine counts early-stopped
-    ones, so trial 3 comes from the GP, which is fitted on every trial's latest point --
-    the early-stopped ones at the step they reached, with the step as an input."""
+    ones, so trial 3 comes from the GP, which is fitted on every trial's latest value --
+    with Ax's own early stopping, at the step it reached, the step an input of the GP."""
     engine = make_engine(engine_class("ax"), {"initial_trials": 3}, PAPER_SPACE, seed=1)
+    if delegated:
+        engine.delegate_pruning("median", {}, 9)
     outcomes = [Outcome.pruned(0.2, CURVE[:1]), Outcome.ok(0.65, CURVE), Outcome.pruned(0.5, CURVE[:2])]
     for number, outcome in enumerate(outcomes):
         engine.ask(number)
@@ -623,8 +626,11 @@ def test_ax_hands_over_to_its_gp_after_pruned_sobol_trials_and_models_them():
     assert list(engine.summary()["generation_node"]) == ["Sobol", "Sobol", "Sobol", "MBM"]
     gp = engine._client._generation_strategy.adapter.generator.surrogate.model
     inputs, targets = gp.train_inputs[0], gp.train_targets
-    assert inputs.shape == (3, len(PAPER_SPACE) + 1)  # the space's parameters and the step
-    assert [round(float(step), 6) for step in inputs[:, -1]] == [0.0, 1.0, 0.5]  # steps 0, 2, 1, scaled
+    if delegated:
+        assert inputs.shape == (3, len(PAPER_SPACE) + 1)  # the space's parameters and the step
+        assert [round(float(step), 6) for step in inputs[:, -1]] == [0.0, 1.0, 0.5]  # steps 0, 2, 1, scaled
+    else:
+        assert inputs.shape == (3, len(PAPER_SPACE))  # no curves: the step is no input
     assert int(targets.argmax()) == 1  # trial 1's score, the best, is modelled
 
 
