@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=float, default=1, help="CPUs per study")
     parser.add_argument("--quick", action="store_true", help="4 trials on 6 clips per class, 1 seed")
     parser.add_argument("--out", type=Path, default=None, help="keep the studies here (default: a temporary folder)")
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="run nothing: aggregate the studies already in --out (only seeds every setting finished)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.trials = 1, 4
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SERBENCH_DATA", str(REPO.parent / "shared" / "data"))
     os.environ.setdefault("SERBENCH_MODELS", str(REPO.parent / "shared" / "models"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.report_only:
+        if args.out is None:
+            raise SystemExit("--report-only needs --out")
+        return report(args, finished_studies(args))
     work = args.out or Path(tempfile.mkdtemp(prefix="serbench-pruning-"))
     env = dict(os.environ, SERBENCH_CACHE=str(work / "feature-cache"))
     started = time.perf_counter()
@@ -103,17 +111,45 @@ def main(argv: list[str] | None = None) -> int:
         results = list(pool.map(
             lambda study: run_study(write_job(work, args, *study), work / "results", env), studies
         ))
-    settings: dict = {}
-    for (engine, pruner, seed), result in zip(studies, results):
-        settings.setdefault(f"{engine}/{pruner}", []).append(per_study(result))
-    figures["settings"] = {key: aggregate(runs) for key, runs in settings.items()}
-    figures["goal"] = goal(figures["settings"], args.engines.split(","))
     figures["wall_minutes"] = round((time.perf_counter() - started) / 60, 1)
     figures["load_average_end"] = os.getloadavg()
     figures["folder"] = str(work)
+    return report(args, list(zip(studies, results)), figures)
+
+
+def report(args, finished: list, figures: dict | None = None) -> int:
+    """Print the figures of ``finished`` studies (``((engine, setting, seed), result)``)."""
+    figures = dict(figures or {"seeds": sorted({seed for (_, _, seed), _ in finished}), "folder": str(args.out)})
+    settings: dict = {}
+    for (engine, pruner, _), result in finished:
+        settings.setdefault(f"{engine}/{pruner}", []).append(per_study(result))
+    figures["settings"] = {key: aggregate(runs) for key, runs in settings.items()}
+    figures["goal"] = goal(figures["settings"], args.engines.split(","))
     print(json.dumps(figures, indent=2))
     print(table(figures["settings"]))
     return 0
+
+
+def finished_studies(args) -> list:
+    """The studies in ``--out`` with a result, for the seeds in which every setting asked
+    for finished (so each setting is averaged over the same seeds)."""
+    wanted = [
+        (engine, pruner)
+        for engine in args.engines.split(",")
+        for pruner in args.pruners.split(",")
+        if f"{engine}/{pruner}" not in args.skip.split(",")
+    ]
+    finished = []
+    for seed in range(args.seeds):
+        found = []
+        for engine, pruner in wanted:
+            path = args.out / "results" / f"pruning_{engine}_{pruner}_s{seed}" / "result.json"
+            if not path.exists():
+                break
+            found.append(((engine, pruner, seed), json.loads(path.read_text())))
+        else:
+            finished += found
+    return finished
 
 
 def write_job(work: Path, args, engine: str, pruner: str, seed: int) -> Path:
