@@ -144,9 +144,10 @@ def finished_studies(args) -> list:
         found = []
         for engine, pruner in wanted:
             path = args.out / "results" / f"pruning_{engine}_{pruner}_s{seed}" / "result.json"
-            if not path.exists():
+            result = json.loads(path.read_text()) if path.exists() else None
+            if result is None or result["spec"]["budget"]["trials"] != args.trials:
                 break
-            found.append(((engine, pruner, seed), json.loads(path.read_text())))
+            found.append(((engine, pruner, seed), result))
         else:
             finished += found
     return finished
