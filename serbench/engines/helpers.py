@@ -136,14 +136,13 @@ def reported_points(state: dict[str, Any]) -> dict[int, Curve]:
     return {int(number): curve_from_json(curve) for number, curve in state.get("reported", [])}
 
 
-PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "median": {"n_startup_trials": 5, "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1},
-    "successive-halving": {"min_resource": 1, "reduction_factor": 3, "min_early_stopping_rate": 0, "bootstrap_count": 0},
-    "hyperband": {"min_resource": 1, "max_resource": "auto", "reduction_factor": 3},
-}
-"""Serbench's pruners, their option names and defaults: an engine that delegates
-pruning takes the same options (``pruner.options`` of a job) and maps them onto its
-library."""
+def pruner_defaults(name: str) -> dict[str, Any]:
+    """Serbench pruner ``name``'s options and their defaults, from its plugin's
+    ``Options``: an engine that delegates pruning takes the same options (a job's
+    ``pruner.options``) and maps them onto its library."""
+    from serbench.plugin.registry import registry
+
+    return registry().get("pruner", name).cls.Options().model_dump(mode="json")
 
 
 def pruner_options(engine: str, offered: tuple[str, ...], name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,7 +152,7 @@ def pruner_options(engine: str, offered: tuple[str, ...], name: str, options: Ma
     also be ``"auto"``); the library checks the ranges."""
     if name not in offered:
         raise ValueError(f"engine {engine}: cannot prune with {name!r} (it offers {', '.join(offered) or 'none'})")
-    defaults = PRUNER_DEFAULTS[name]
+    defaults = pruner_defaults(name)
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise ValueError(f"engine {engine}: pruner {name} has no option {unknown[0]!r} (options: {', '.join(defaults)})")
