@@ -90,7 +90,7 @@ from serbench.errors import UserError
 from serbench.execution.backend import Done, ExecutionBackend, Pool, Slot, WorkerFactory, finish_call, running_call
 from serbench.execution.isolate import process_tree, tree_rss_bytes
 from serbench.execution.limits import GIB
-from serbench.execution.ray_connect import address_in_force, checked_address, connect, first_line
+from serbench.execution.ray_connect import address_in_force, checked_address, connect, first_line, remote_class
 from serbench.execution.ray_mailbox import ENDED, Channel, Inbox, sender
 from serbench.spec import Resources, StrictModel
 
@@ -305,7 +305,7 @@ class RayPool(Pool):
     # -- slots -------------------------------------------------------------------------
 
     def _start(self, state: _SlotState) -> None:
-        actor_cls = _remote_slot_actor()
+        actor_cls = remote_class(_SlotActor)
         state.actor = actor_cls.options(
             num_cpus=self.resources.cpus,
             memory=int(self.resources.memory_gb * GIB),
@@ -707,18 +707,6 @@ def _picklable(exc: BaseException) -> BaseException:
     except Exception:
         return RuntimeError(f"{exc.__class__.__module__}.{exc.__class__.__qualname__}: {exc}")
 
-
-_REMOTE: Any = None
-
-
-def _remote_slot_actor() -> Any:
-    """``ray.remote(_SlotActor)``, made on first use (importing ray is not cheap)."""
-    global _REMOTE
-    if _REMOTE is None:
-        import ray
-
-        _REMOTE = ray.remote(_SlotActor)
-    return _REMOTE
 
 
 @hookimpl

@@ -10,10 +10,12 @@ one line -- ``auto`` is resolved and a ``HOST:PORT`` reached over TCP first, sin
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import re
+from typing import Any
 import socket
 
 from serbench import env
@@ -128,3 +130,9 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else exc.__class__.__name__
 
 
+@functools.cache
+def remote_class(cls: type) -> Any:
+    """``ray.remote(cls)``, made on first use and kept (importing ray is not cheap)."""
+    import ray
+
+    return ray.remote(cls)

@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from serbench.execution.ray_connect import first_line
+from serbench.execution.ray_connect import first_line, remote_class
 
 ATTEMPTS = 3  # mailboxes that fail in a row before the pool gives messages up
 SLICE_S = 0.5  # a call waits for its reply in slices this long
@@ -112,17 +112,6 @@ class Mailbox:
         return taken
 
 
-_REMOTE: Any = None
-
-
-def _remote_mailbox() -> Any:
-    global _REMOTE
-    if _REMOTE is None:
-        import ray
-
-        _REMOTE = ray.remote(Mailbox)
-    return _REMOTE
-
 
 # --- the driver's side ----------------------------------------------------------------------
 
@@ -144,7 +133,7 @@ class Inbox:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = ray.get_runtime_context().get_node_id()
-        self.actor = _remote_mailbox().options(
+        self.actor = remote_class(Mailbox).options(
             num_cpus=0,
             max_restarts=0,
             max_task_retries=0,
