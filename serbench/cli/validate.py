@@ -35,5 +35,7 @@ def run(args: argparse.Namespace) -> int:
         f"{args.job}: ok -- job {spec.name!r}: engine {spec.engine.name}, dataset {spec.dataset.name} "
         f"at {root}, backbone {spec.backbone.name} from {source}, {len(spec.search_space)} hyperparameters, "
         f"{spec.budget.trials} trials"
+        + (f", pruner {spec.pruner.name}" + (" (by the engine)" if spec.pruner.by == "engine" else "")
+           if spec.pruner.name != "none" else "")
     )
     return 0
