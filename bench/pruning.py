@@ -14,7 +14,9 @@ for each engine (``--engines``, default optuna and random), each pruner setting
 
 Figures per setting, mean and population sd over seeds: study minutes (search wall
 clock, pruned trials' time included) to the first completed trial with validation
-BCA >= 0.8 and >= 0.9 (median over the seeds that reached it, and how many did), best
+BCA >= 0.8 and >= 0.9 (median over the seeds that reached it, and how many did), the
+same in training epochs (every trial's epochs up to and including that trial: a time
+the machine's load cannot change), best
 validation BCA, test BCA (the final model, scored once), epochs trained, trials pruned,
 and the search's minutes in all. The goal (issue 15): the best pruned setting reaches
 0.9 in at most half the median time of ``none``, with a test BCA within the seeds' spread.
@@ -119,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(args, finished: list, figures: dict | None = None) -> int:
     """Print the figures of ``finished`` studies (``((engine, setting, seed), result)``)."""
-    figures = dict(figures or {"seeds": sorted({seed for (_, _, seed), _ in finished}), "folder": str(args.out)})
+    seeds: dict = {}
+    for (engine, _, seed), _ in finished:
+        seeds.setdefault(engine, set()).add(seed)
+    figures = dict(figures or {"folder": str(args.out)})
+    figures["seeds_per_engine"] = {engine: sorted(found) for engine, found in seeds.items()}
     settings: dict = {}
     for (engine, pruner, _), result in finished:
         settings.setdefault(f"{engine}/{pruner}", []).append(per_study(result))
@@ -131,25 +137,22 @@ def report(args, finished: list, figures: dict | None = None) -> int:
 
 
 def finished_studies(args) -> list:
-    """The studies in ``--out`` with a result, for the seeds in which every setting asked
-    for finished (so each setting is averaged over the same seeds)."""
-    wanted = [
-        (engine, pruner)
-        for engine in args.engines.split(",")
-        for pruner in args.pruners.split(",")
-        if f"{engine}/{pruner}" not in args.skip.split(",")
-    ]
+    """The studies in ``--out`` with a result of ``--trials`` trials, per engine for the
+    seeds in which every setting of that engine finished (so an engine's settings are
+    averaged over the same seeds)."""
     finished = []
-    for seed in range(args.seeds):
-        found = []
-        for engine, pruner in wanted:
-            path = args.out / "results" / f"pruning_{engine}_{pruner}_s{seed}" / "result.json"
-            result = json.loads(path.read_text()) if path.exists() else None
-            if result is None or result["spec"]["budget"]["trials"] != args.trials:
-                break
-            found.append(((engine, pruner, seed), result))
-        else:
-            finished += found
+    for engine in args.engines.split(","):
+        settings = [p for p in args.pruners.split(",") if f"{engine}/{p}" not in args.skip.split(",")]
+        for seed in range(args.seeds):
+            found = []
+            for pruner in settings:
+                path = args.out / "results" / f"pruning_{engine}_{pruner}_s{seed}" / "result.json"
+                result = json.loads(path.read_text()) if path.exists() else None
+                if result is None or result["spec"]["budget"]["trials"] != args.trials:
+                    break
+                found.append(((engine, pruner, seed), result))
+            else:
+                finished += found
     return finished
 
 
@@ -188,11 +191,25 @@ def run_study(job: Path, out: Path, env: dict) -> dict:
     return json.loads((out / name / "result.json").read_text())
 
 
+def epochs_to(trials: list[dict], threshold: float) -> int | None:
+    """Training epochs spent (journal order) until the first completed trial whose
+    validation BCA reached ``threshold``, that trial included: time to a threshold in
+    compute, which the machine's load does not change."""
+    spent = 0
+    for trial in trials:
+        spent += trial.get("epochs_trained") or 0
+        if trial["status"] == "ok" and trial["value"] is not None and trial["value"] >= threshold:
+            return spent
+    return None
+
+
 def per_study(result: dict) -> dict:
     hits = {hit["threshold"]: hit["minutes"] for hit in result["thresholds"] if hit["reached"]}
     return {
         "to_0.8": hits.get(0.8),
         "to_0.9": hits.get(0.9),
+        "epochs_to_0.8": epochs_to(result["trials"], 0.8),
+        "epochs_to_0.9": epochs_to(result["trials"], 0.9),
         "best_val": result["best"]["val_bca"] if result["best"] else None,
         "test": result["test"]["bca"] if result["test"] else None,
         "epochs": result["pruning"]["epochs_spent"],
@@ -209,10 +226,10 @@ def aggregate(runs: list[dict]) -> dict:
         return {"mean": round(statistics.fmean(values), 3), "sd": round(statistics.pstdev(values), 3)}
 
     out = {key: stat(key) for key in ("best_val", "test", "epochs", "pruned", "search_minutes")}
-    for key in ("to_0.8", "to_0.9"):
+    for key in ("to_0.8", "to_0.9", "epochs_to_0.8", "epochs_to_0.9"):
         reached = [run[key] for run in runs if run[key] is not None]
         out[key] = {
-            "median_minutes": round(statistics.median(reached), 2) if reached else None,
+            "median": round(statistics.median(reached), 2) if reached else None,
             "reached": f"{len(reached)}/{len(runs)}",
         }
     out["runs"] = runs
@@ -225,17 +242,20 @@ def goal(settings: dict, engines: list[str]) -> dict:
     for engine in engines:
         base = settings.get(f"{engine}/none")
         pruned = {k: v for k, v in settings.items() if k.startswith(f"{engine}/") and k != f"{engine}/none"}
-        timed = {k: v["to_0.9"]["median_minutes"] for k, v in pruned.items() if v["to_0.9"]["median_minutes"]}
-        if base is None or not timed or base["to_0.9"]["median_minutes"] is None:
+        timed = {k: v["to_0.9"]["median"] for k, v in pruned.items() if v["to_0.9"]["median"]}
+        if base is None or not timed or base["to_0.9"]["median"] is None:
             verdicts[engine] = {"met": None, "why": "a setting never reached 0.9"}
             continue
         best = min(timed, key=timed.get)
-        ratio = timed[best] / base["to_0.9"]["median_minutes"]
+        ratio = timed[best] / base["to_0.9"]["median"]
         spread = base["test"]["sd"] if base["test"] else 0.0
         within = abs(pruned[best]["test"]["mean"] - base["test"]["mean"]) <= max(spread, pruned[best]["test"]["sd"])
+        epochs_base = base["epochs_to_0.9"]["median"]
+        epochs_best = pruned[best]["epochs_to_0.9"]["median"]
         verdicts[engine] = {
-            "best_pruned": best, "time_ratio": round(ratio, 2), "test_within_spread": within,
-            "met": ratio <= 0.5 and within,
+            "best_pruned": best, "time_ratio": round(ratio, 2),
+            "epochs_ratio": round(epochs_best / epochs_base, 2) if epochs_base and epochs_best else None,
+            "test_within_spread": within, "met": ratio <= 0.5 and within,
         }
     return verdicts
 
@@ -244,16 +264,18 @@ def table(settings: dict) -> str:
     def cell(stat: dict | None, digits: int = 3) -> str:
         return "—" if stat is None else f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
 
-    def time_cell(entry: dict) -> str:
-        return "—" if entry["median_minutes"] is None else f"{entry['median_minutes']:.1f} ({entry['reached']})"
+    def median_cell(entry: dict, digits: int = 1) -> str:
+        return "—" if entry["median"] is None else f"{entry['median']:.{digits}f} ({entry['reached']})"
 
     lines = [
-        "| setting | min to 0.8 (seeds) | min to 0.9 (seeds) | best val BCA | test BCA | epochs | pruned | search min |",
-        "|---|---|---|---|---|---|---|---|",
+        "| setting | min to 0.8 | min to 0.9 | epochs to 0.8 | epochs to 0.9 | best val BCA | test BCA | epochs "
+        "| pruned | search min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, row in settings.items():
         lines.append(
-            f"| {key} | {time_cell(row['to_0.8'])} | {time_cell(row['to_0.9'])} | {cell(row['best_val'])} | "
+            f"| {key} | {median_cell(row['to_0.8'])} | {median_cell(row['to_0.9'])} | "
+            f"{median_cell(row['epochs_to_0.8'], 0)} | {median_cell(row['epochs_to_0.9'], 0)} | {cell(row['best_val'])} | "
             f"{cell(row['test'])} | {cell(row['epochs'], 0)} | {cell(row['pruned'], 1)} | {cell(row['search_minutes'], 1)} |"
         )
     return "\n".join(lines)
