@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 trials on 6 clips per class, 1 seed")
     parser.add_argument("--out", type=Path, default=None, help="keep the studies here (default: a temporary folder)")
     parser.add_argument(
+        "--reuse", action="store_true",
+        help="keep the studies already finished in --out (same job file) instead of running them again",
+    )
+    parser.add_argument(
         "--report-only", action="store_true",
         help="run nothing: aggregate the studies already in --out (only seeds every setting finished)",
     )
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds, "trials": args.trials, "quick": args.quick, "concurrent": args.concurrent,
         "cpus_per_study": args.cpus, "optuna_n_startup_trials": args.startup, "load_average_start": os.getloadavg(),
     }
-    warm = run_study(write_job(work, args, "warm", "none", 0), work / "results", env)
+    warm = run_study(write_job(work, args, "warm", "none", 0), work / "results", env, args.reuse)
     figures["warm_cache_s"] = round(warm["wall_seconds"], 1)
     studies = [
         (engine, pruner, seed)
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     with ThreadPoolExecutor(args.concurrent) as pool:
         results = list(pool.map(
-            lambda study: run_study(write_job(work, args, *study), work / "results", env), studies
+            lambda study: run_study(write_job(work, args, *study), work / "results", env, args.reuse), studies
         ))
     figures["wall_minutes"] = round((time.perf_counter() - started) / 60, 1)
     figures["load_average_end"] = os.getloadavg()
@@ -182,13 +186,20 @@ def write_job(work: Path, args, engine: str, pruner: str, seed: int) -> Path:
     return path
 
 
-def run_study(job: Path, out: Path, env: dict) -> dict:
+def run_study(job: Path, out: Path, env: dict, reuse: bool = False) -> dict:
+    """``serbench run`` of ``job`` (``reuse``: the result already there, if it is this study's)."""
+    name = yaml.safe_load(job.read_text())["name"]
+    done = out / name / "result.json"
+    if reuse and done.exists():
+        result = json.loads(done.read_text())
+        spec = yaml.safe_load(job.read_text())
+        if identity(result["spec"]) == identity(spec):
+            return result
     command = [sys.executable, "-m", "serbench.cli", "run", str(job), "--out", str(out), "--force"]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"serbench run {job.name} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    name = yaml.safe_load(job.read_text())["name"]
-    return json.loads((out / name / "result.json").read_text())
+    return json.loads(done.read_text())
 
 
 def epochs_to(trials: list[dict], threshold: float) -> int | None:
@@ -201,6 +212,13 @@ def epochs_to(trials: list[dict], threshold: float) -> int | None:
         if trial["status"] == "ok" and trial["value"] is not None and trial["value"] >= threshold:
             return spent
     return None
+
+
+def identity(spec: dict) -> tuple:
+    """What tells this bench's studies apart (a finished study is reused when it matches)."""
+    pruner = spec.get("pruner") or {}
+    return (spec["seed"], spec["engine"]["name"], spec["budget"]["trials"], pruner.get("name", "none"),
+            bool(pruner.get("frozen_rung")), spec.get("dataset", {}).get("subset"))
 
 
 def per_study(result: dict) -> dict:
