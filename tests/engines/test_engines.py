@@ -572,19 +572,23 @@ def test_pruned_trials_reach_each_library_as_pruned():
     """A pruned trial with a curve (and a finished and a failed one with curves): optuna
     gets ``PRUNED`` with the curve as intermediate values, hyperopt a ``STATUS_OK`` result
     with its last value as loss and ``pruned`` and the curve for the record, Ax an
-    ``EARLY_STOPPED`` trial whose data is the curve (a score replaces the last point); a
-    state round trip keeps them all."""
+    ``EARLY_STOPPED`` trial whose data is its last value (with Ax's own early stopping,
+    the curve: a score replaces the last point); a state round trip keeps them all."""
     from hyperopt import STATUS_FAIL, STATUS_OK
     from optuna.trial import TrialState
 
     outcomes = [Outcome.ok(0.65, CURVE), Outcome.pruned(0.5, CURVE[:2]), Outcome.failed("oom", CURVE[:1])]
 
-    def drive(name, options=None):
+    def drive(name, options=None, delegated=False):
         engine = make_engine(engine_class(name), options, PAPER_SPACE, seed=2)
+        if delegated:
+            engine.delegate_pruning("median", {}, 9)
         for number, outcome in enumerate(outcomes):
             engine.ask(number)
             engine.tell(number, outcome)
         restored = make_engine(engine_class(name), options, PAPER_SPACE, seed=2)
+        if delegated:
+            restored.delegate_pruning("median", {}, 9)
         restored.load_state_dict(json.loads(json.dumps(engine.state_dict())))
         return engine, restored
 
@@ -601,6 +605,13 @@ def test_pruned_trials_reach_each_library_as_pruned():
         assert results[0]["loss"] == -0.65 and "pruned" not in results[0] and "loss" not in results[2]
 
     for ax in drive("ax", {"initial_trials": 1000}):
+        summary = ax.summary().set_index("number")
+        assert list(summary["trial_status"]) == ["COMPLETED", "EARLY_STOPPED", "FAILED"]
+        data = ax._client._experiment.lookup_data().full_df.sort_values("trial_index")
+        assert [tuple(row) for row in data[["trial_index", "mean"]].itertuples(index=False)] == [(0, 0.65), (1, 0.5)]
+        assert "step" not in data or data["step"].isna().all()  # no curves: the step is no GP input
+
+    for ax in drive("ax", {"initial_trials": 1000}, delegated=True):
         summary = ax.summary().set_index("number")
         assert list(summary["trial_status"]) == ["COMPLETED", "EARLY_STOPPED", "FAILED"]
         data = ax._client._experiment.lookup_data().full_df.sort_values(["trial_index", "step"])
