@@ -109,6 +109,7 @@ from serbench.engines.helpers import (
     history_entries,
     history_state,
     pruner_options,
+    reportable,
     same_config,
     unrecorded,
 )
@@ -215,11 +216,7 @@ class AxEngine(Engine):
         return call_text("ax.early_stopping.strategies.PercentileEarlyStoppingStrategy", stopping)
 
     def report(self, number: int, step: int, value: float) -> bool:
-        if self._stopping is None:
-            raise RuntimeError("engine ax: report() before delegate_pruning()")
-        if number not in self._pending:
-            raise ValueError(f"engine ax: trial {number} is not pending")
-        if not math.isfinite(value):
+        if not reportable(self.name, self._stopping is not None, self._pending, number, value):
             return False
         self._events.append(["report", number, int(step), float(value)])
         self._record(number, step, value)

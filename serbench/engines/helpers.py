@@ -163,6 +163,17 @@ def pruner_options(engine: str, offered: tuple[str, ...], name: str, options: Ma
     return merged
 
 
+def reportable(engine: str, delegated: bool, pending: Mapping[int, Any], number: int, value: float) -> bool:
+    """Whether a delegated ``report`` of trial ``number`` is recorded: ``RuntimeError``
+    before ``delegate_pruning``, ``ValueError`` for a trial that is not pending, False
+    for a value that is not a finite number (never recorded: the trial goes on)."""
+    if not delegated:
+        raise RuntimeError(f"engine {engine}: report() before delegate_pruning()")
+    if number not in pending:
+        raise ValueError(f"engine {engine}: trial {number} is not pending")
+    return math.isfinite(value)
+
+
 def call_text(callee: str, kwargs: Mapping[str, Any]) -> str:
     """``callee(key=value, ...)``: how a delegated pruner is described in ``result.json``."""
     return f"{callee}({', '.join(f'{key}={value!r}' for key, value in kwargs.items())})"

@@ -62,7 +62,6 @@ pending one is asked again, reports its points again, and stays pending).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Literal
 
@@ -80,6 +79,7 @@ from serbench.engines.helpers import (
     history_entries,
     history_state,
     pruner_options,
+    reportable,
     reported_points,
     trial_seed,
     unrecorded,
@@ -161,11 +161,7 @@ class OptunaEngine(Engine):
         return call_text(f"optuna.pruners.{PRUNERS[name]}", arguments)
 
     def report(self, number: int, step: int, value: float) -> bool:
-        if self._pruner is None:
-            raise RuntimeError("engine optuna: report() before delegate_pruning()")
-        if number not in self._pending:
-            raise ValueError(f"engine optuna: trial {number} is not pending")
-        if not math.isfinite(value):
+        if not reportable(self.name, self._pruner is not None, self._pending, number, value):
             return False
         return self._record(number, step, value)
 

@@ -160,7 +160,7 @@ def pruning_used(
         frozen_rung=spec.pruner.frozen_rung,
         objective=spec.objective,
         trials=len(trials),
-        pruned=sum(t.status == "pruned" for t in trials),
+        pruned=sum(f.pruned for f in folds),
         completed=sum(t.status == "ok" for t in trials),
         epochs_spent=sum(f.epochs_spent for f in folds),
         probe_seconds=sum(t.probe_s or 0.0 for t in trials),
