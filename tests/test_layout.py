@@ -21,7 +21,7 @@ RANKS = {
     "engines": 3, "pruning": 3, "data": 3,
     "backbones": 4,
     "training": 5, "results": 5,
-    "execution": 6,
+    "execution": 6, "deploy": 6,
     "study": 7, "leaderboard": 7,
     "testing": 8,
     "cli": 9,

@@ -105,6 +105,9 @@ class Backbone(ABC):
     #: What a model folder must hold, for :meth:`check_source`: each entry is a tuple of
     #: glob patterns, one of which must match a file (``(("config.json",), ("*.bin",))``).
     model_files: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: Glob patterns of the files whose bytes define the pre-trained model (weights,
+    #: configuration): a saved model records their sha256 and refuses to load on others.
+    weight_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, source: str | None = None, options: BaseModel | None = None):
         self.source = source or self.default_source

@@ -181,6 +181,29 @@ class SERModel(nn.Module):
         with torch.set_grad_enabled(grad):
             return self._encode(waves) if maxlen is None else self._encode_cut(waves, maxlen)
 
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """What training changed, by ``state_dict`` name: the head's parameters and
+        statistics (``norm.*``, ``head.*``) and, once the encoder has trained
+        (``encoder_pristine`` False), its trainable parameters -- the unfrozen top layers,
+        or the whole encoder -- but never a frozen prefix or fixed parameters. A model
+        built afresh by the same backbone from the same pre-trained weights equals this
+        one after ``load_trained_state`` of it."""
+        names = {id(param): name for name, param in self.named_parameters()}
+        state = {f"norm.{k}": v for k, v in self.norm.state_dict().items()}
+        state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        if not self.encoder_pristine:
+            state.update({names[id(param)]: param for param in self.encoder_parameters()})
+        return {name: tensor.detach().contiguous() for name, tensor in state.items()}
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put back what :meth:`trained_state` returned (every name must be this model's)."""
+        own = self.state_dict()
+        unknown = sorted(set(state) - set(own))
+        if unknown:
+            raise KeyError(f"not weights of this model: {', '.join(unknown[:3])}")
+        self.load_state_dict(state, strict=False)
+        self.encoder_pristine = not any(not name.startswith(("norm.", "head.")) for name in state)
+
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from encoded features."""
         return self.head(self.norm(features))

@@ -57,6 +57,7 @@ class SpeechBrainWav2Vec2Backbone(Backbone):
     Options = SpeechBrainWav2Vec2Options
     library = "speechbrain"
     model_files = ((HPARAMS,),)
+    weight_files = (HPARAMS, "*.ckpt")
 
     def load_pretrained(self, resolved: str):
         from serbench.backbones.speechbrain_wav2vec2_model import load_checkpoint

@@ -52,6 +52,7 @@ class WhisperBackbone(Backbone):
     library = "transformers"
     # What WhisperForAudioClassification / WhisperFeatureExtractor.from_pretrained read.
     model_files = (("config.json",), ("preprocessor_config.json",), ("*.safetensors", "*.bin"))
+    weight_files = ("config.json", "preprocessor_config.json", "*.safetensors", "*.bin")
 
     def load_pretrained(self, resolved: str):
         import torch

@@ -1,6 +1,7 @@
 """``serbench run JOB [--out DIR] [--data-root DIR] [--force|--resume] [--isolate[-with HOW]]
-[--executor local|docker [--image IMAGE]] [--backend NAME] [--parallel N] [--ray-address ADDR]``:
-run a job (search, final training, result.json).
+[--executor local|docker [--image IMAGE]] [--no-model] [--backend NAME] [--parallel N]
+[--ray-address ADDR]``: run a job (search, final training, result.json, the saved model in
+``DIR/<job>/model/`` unless ``--no-model``).
 
 ``--backend``, ``--parallel`` and ``--ray-address`` override the job's ``execution``
 (where trials run and how many at once), which is not part of the study's fingerprint:
@@ -61,6 +62,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--image", default=None, help="the image for --executor docker (default serbench:latest)")
     parser.add_argument(
+        "--no-model",
+        action="store_true",
+        help="do not save the final model (by default its weights, model.json and model card go to DIR/<job>/model/)",
+    )
+    parser.add_argument(
         "--backend", help="execution backend for the trials (overrides execution.backend): local, ray, or a plugin's"
     )
     parser.add_argument(
@@ -85,8 +91,9 @@ def _positive(text: str) -> int:
 
 
 def execution_arguments(args: argparse.Namespace) -> list[str]:
-    """The ``--backend/--parallel/--ray-address`` given, to pass on to a worker process."""
-    given = []
+    """The ``--backend/--parallel/--ray-address`` and ``--no-model`` given, to pass on to a
+    worker process."""
+    given = ["--no-model"] if getattr(args, "no_model", False) else []
     for flag, value in (("--backend", args.backend), ("--parallel", args.parallel), ("--ray-address", args.ray_address)):
         if value is not None:
             given += [flag, str(value)]
@@ -130,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
         from serbench.execution.docker import DEFAULT_IMAGE, run_in_docker
 
         with about(args.job), _interrupt_on_sigterm():
-            return run_in_docker(spec, args.job, args.out, args.data_root, args.image or DEFAULT_IMAGE, again)
+            return run_in_docker(
+                spec, args.job, args.out, args.data_root, args.image or DEFAULT_IMAGE, again, execution_arguments(args)
+            )
     if args.image is not None:
         raise UserError("--image: only with --executor docker")
     if local:  # other backends check that a slot fits on one of their nodes
@@ -179,7 +188,7 @@ def _run_here(spec, args: argparse.Namespace) -> int:
     out_dir = args.out / spec.name
     events = RichEvents()
     with about(args.job):
-        study = Study(spec, out_dir, data_home=args.data_root, events=events)
+        study = Study(spec, out_dir, data_home=args.data_root, events=events, save_model=not args.no_model)
         with events.preparing():
             study.prepare(force=args.force, resume=args.resume)
     with events:

@@ -31,7 +31,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from serbench.errors import UserError
 from serbench.execution.limits import GIB
@@ -61,12 +61,14 @@ def container_run_kwargs(
     again: str | None = None,
     user: str | None = None,
     environ: Mapping[str, str] | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The keyword arguments of ``docker.from_env().containers.run`` for one job.
 
     ``job``, ``out``, ``data_root``, ``models`` and ``cache`` are host paths and must be
     absolute; ``again`` is ``--force``, ``--resume`` or None; ``user`` is ``uid:gid``;
-    the variables of ``PASSTHROUGH`` found in ``environ`` are passed on. Raises
+    the variables of ``PASSTHROUGH`` found in ``environ`` are passed on; ``extra`` are
+    more ``serbench run`` options (``--no-model``). Raises
     ``UserError`` when the job names an absolute corpus root, which the container cannot
     see (name it relative to the data root instead).
     """
@@ -82,7 +84,7 @@ def container_run_kwargs(
         if path is not None and not Path(path).is_absolute():
             raise ValueError(f"{name} must be an absolute path, got {path}")
     container_job = f"/job/{job.name}"
-    command = run_arguments(container_job, CONTAINER_OUT, None, again)  # the data root is mounted at /data
+    command = run_arguments(container_job, CONTAINER_OUT, None, again, extra)  # the data root is mounted at /data
     environment = {k: v for k, v in (environ or {}).items() if k in PASSTHROUGH}
     environment.update(
         {
@@ -119,7 +121,9 @@ def container_run_kwargs(
     return kwargs
 
 
-def run_in_docker(spec: JobSpec, job: Path, out: Path, data_root: Path | None, image: str, again: str | None) -> int:
+def run_in_docker(
+    spec: JobSpec, job: Path, out: Path, data_root: Path | None, image: str, again: str | None, extra: Sequence[str] = ()
+) -> int:
     """Run the job in a container (see the module docstring); return its exit code."""
     try:
         import docker
@@ -136,18 +140,18 @@ def run_in_docker(spec: JobSpec, job: Path, out: Path, data_root: Path | None, i
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out / spec.name):  # until the container is gone; FolderInUse: exit 2 before Docker is asked
-        return _run_container(docker, spec, job, out, data, models, cache, image, again)
+        return _run_container(docker, spec, job, out, data, models, cache, image, again, extra)
 
 
 def _run_container(
     docker, spec: JobSpec, job: Path, out: Path, data: Path, models: Path | None, cache: Path | None, image: str,
-    again: str | None,
+    again: str | None, extra: Sequence[str] = (),
 ) -> int:
     """Start the container, follow it, return its exit code (the caller holds the folder's lock)."""
     errors = docker.errors
     kwargs = container_run_kwargs(
         spec, job.expanduser().resolve(), out, data, image, models=models, cache=cache, again=again,
-        user=f"{os.getuid()}:{os.getgid()}", environ=os.environ,
+        user=f"{os.getuid()}:{os.getgid()}", environ=os.environ, extra=extra,
     )
     where = os.environ.get("DOCKER_HOST") or "the default socket"
     try:

@@ -10,13 +10,27 @@ import statistics
 
 import numpy as np
 
-from serbench.results.schema import Evaluation, TestSummary, TransferScore
+from serbench.results.schema import ClipPrediction, Evaluation, TestSummary, TransferScore
 
 
-def evaluate(truth: np.ndarray, predicted: np.ndarray, classes: list[str], split: str) -> Evaluation:
-    """BCA, accuracy, per-class recall and confusion matrix over ``classes``."""
+def evaluate(
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    split: str,
+    ids: list[str] | None = None,
+    probabilities: np.ndarray | None = None,
+) -> Evaluation:
+    """BCA, accuracy, per-class recall and confusion matrix over ``classes``; with ``ids``
+    and ``probabilities`` (one row per utterance) also each utterance's prediction."""
     score = score_predictions(truth, predicted, classes)
-    return Evaluation(split=split, labels=classes, **score.model_dump())
+    rows = []
+    if ids is not None and probabilities is not None:
+        rows = [
+            ClipPrediction(id=i, label=classes[t], predicted=classes[p], probabilities=[float(x) for x in row])
+            for i, t, p, row in sorted(zip(ids, truth.tolist(), predicted.tolist(), probabilities))
+        ]
+    return Evaluation(split=split, labels=classes, predictions=rows, **score.model_dump())
 
 
 def score_predictions(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> TransferScore:

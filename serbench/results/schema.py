@@ -91,6 +91,15 @@ class Best(Record):
     efficiency: float | None = Field(description="Best validation BCA per minute to reach it (paper's E).")
 
 
+class ClipPrediction(Record):
+    """The final model's prediction for one test utterance."""
+
+    id: str = Field(description="The utterance's id: its path relative to the corpus root.")
+    label: str = Field(description="Its true class.")
+    predicted: str = Field(description="The class of the largest probability.")
+    probabilities: list[float] = Field(description="Softmax probabilities, in the order of the labels.")
+
+
 class Evaluation(Record):
     """Scores of the final model on a held-out split it never saw during selection."""
 
@@ -101,6 +110,9 @@ class Evaluation(Record):
     labels: list[str]
     per_class_recall: dict[str, float]
     confusion_matrix: list[list[int]] = Field(description="Rows: true labels; columns: predicted.")
+    predictions: list[ClipPrediction] = Field(
+        default_factory=list, description="Per test utterance, in id order (absent from older results)."
+    )
 
 
 class TransferScore(Record):
@@ -146,6 +158,9 @@ class FoldResult(Record):
     thresholds: list[ThresholdHit]
     final_params: dict[str, Any] | None = Field(None, description="All hyperparameters of the final model.")
     test: Evaluation | None
+    model: str | None = Field(
+        None, description="The saved final model's folder, relative to the result's (null: not saved, --no-model)."
+    )
     search_seconds: float
     final_seconds: float
 
@@ -296,6 +311,11 @@ class Result(Record):
     final_params: dict[str, Any] | None = None
     test: Evaluation | None
     test_summary: TestSummary | None
+    model: str | None = Field(
+        None,
+        description="The saved final model's folder, relative to the result's (one-fold protocols; "
+        "with several folds each fold names its own); null: not saved.",
+    )
     transfer: dict[str, TransferResult] = Field(default_factory=dict)
     resumed: int = Field(0, description="Trials read back from trials.jsonl by --resume.")
     search_seconds: float

@@ -24,6 +24,7 @@ from serbench.study.pruning import make_pruning
 from serbench.study.resolve import Plugins, make_engine
 from serbench.study.scheduler import Scheduler
 from serbench.study.search import FoldSearch
+from serbench.study.trial import Final
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,21 @@ class FoldRun:
     result: FoldResult
     trials: list[TrialRecord]
     transfer: list[TransferScore]  # the final model's, one per target; none without a final model
+    final: Final | None = None  # the final model, with its weights unless they were not kept
 
 
 class FoldLoop:
-    def __init__(self, spec: JobSpec, plugins: Plugins, inputs: Inputs, output: StudyOutput, events: StudyEvents):
+    def __init__(
+        self,
+        spec: JobSpec,
+        plugins: Plugins,
+        inputs: Inputs,
+        output: StudyOutput,
+        events: StudyEvents,
+        keep_weights: bool = True,
+    ):
         self.spec = spec
+        self.keep_weights = keep_weights
         self.plugins = plugins
         self.folds = inputs.data.folds
         self.output = output
@@ -64,13 +75,13 @@ class FoldLoop:
             search.resume([r for r in done if r.fold == fold.index], list(inflight))
             searches.append(search)
         runs = []
-        for fold, progress in zip(self.folds, Scheduler(pool, searches, self.events).run()):
+        for fold, progress in zip(self.folds, Scheduler(pool, searches, self.events, keep_weights=self.keep_weights).run()):
             search, final = progress.search, progress.final
             result = fold_result(
                 fold, search.trials, search.stop_reason, progress.best, final, self.spec.thresholds,
                 progress.final_seconds, search.epochs_spent(),
             )
-            runs.append(FoldRun(result, search.trials, final.transfer if final is not None else []))
+            runs.append(FoldRun(result, search.trials, final.transfer if final is not None else [], final))
         return runs
 
 

@@ -49,11 +49,15 @@ class FoldProgress:
 
 
 class Scheduler:
-    def __init__(self, pool: Pool, searches: list[FoldSearch], events: StudyEvents, finals: bool = True):
-        """``finals=False``: a fold is complete once its search has ended (no final model)."""
+    def __init__(
+        self, pool: Pool, searches: list[FoldSearch], events: StudyEvents, finals: bool = True, keep_weights: bool = True
+    ):
+        """``finals=False``: a fold is complete once its search has ended (no final model);
+        ``keep_weights=False``: final models come back without their weights."""
         self.pool = pool
         self.events = events
         self.finals = finals
+        self.keep_weights = keep_weights
         self.several = len(searches) > 1
         self.progress = [FoldProgress(search) for search in searches]
         self.by_fold = {p.search.fold: p for p in self.progress}
@@ -102,7 +106,7 @@ class Scheduler:
             return False
         where = f"fold {progress.search.fold}: " if self.several else ""
         self.events.step(f"{where}training trial {progress.best.trial}'s configuration on train+val, scoring test once")
-        self.pool.submit(("final", progress.search.fold), "final", progress.search.fold, progress.best)
+        self.pool.submit(("final", progress.search.fold), "final", progress.search.fold, progress.best, self.keep_weights)
         return True
 
     # -- routing what came back -------------------------------------------------------------
@@ -145,7 +149,7 @@ class Scheduler:
                     "trials are kept in trials.jsonl: continue with --resume"
                 )
             progress.final_reruns += 1
-            self.pool.submit(("final", progress.search.fold), "final", progress.search.fold, progress.best)
+            self.pool.submit(("final", progress.search.fold), "final", progress.search.fold, progress.best, self.keep_weights)
             return
         if done.error is not None:
             raise done.error

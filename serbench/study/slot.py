@@ -56,9 +56,10 @@ class TrialWorker:
         except Exception as exc:  # a crashing trial must not end the study (MemoryError is an Exception)
             return failure_fields(exc)
 
-    def final(self, fold: int, best: Best) -> Final:
-        """The best configuration of fold ``fold`` trained on train + val, scored once."""
-        return self.training.final(self.folds[fold], best)
+    def final(self, fold: int, best: Best, keep_weights: bool = True) -> Final:
+        """The best configuration of fold ``fold`` trained on train + val, scored once
+        (with its trained weights unless ``keep_weights`` is False)."""
+        return self.training.final(self.folds[fold], best, keep_weights)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from serbench.study.assemble import study_result
 from serbench.study.events import StudyEvents
 from serbench.study.fold_loop import FoldLoop, trials_per_node
 from serbench.study.inputs import Inputs, load_inputs
+from serbench.study.models import save_models
 from serbench.study.output import StudyOutput, now
 from serbench.study.resolve import make_backend, make_engine, resolve_plugins
 from serbench.study.slot import InProcessWorkers, LoadingWorkers
@@ -52,8 +53,9 @@ class Prepared:
 
 
 class Study:
-    """Runs one job. ``out_dir`` receives ``study.json``, ``trials.jsonl`` and
-    ``result.json``; from :meth:`prepare` to the end of :meth:`run` this process holds its
+    """Runs one job. ``out_dir`` receives ``study.json``, ``trials.jsonl``,
+    ``result.json`` and (unless ``save_model`` is False) the final model's folder
+    (:mod:`.models`); from :meth:`prepare` to the end of :meth:`run` this process holds its
     lock (:mod:`serbench.results.lock`), so no other run writes there meanwhile."""
 
     def __init__(
@@ -63,8 +65,10 @@ class Study:
         data_home: Path | None = None,
         events: StudyEvents | None = None,
         reg: Registry | None = None,
+        save_model: bool = True,
     ):
         self.spec = spec
+        self.save_model = save_model
         self.out_dir = out_dir
         self.data_home = data_home
         self.events = events or StudyEvents()
@@ -112,7 +116,7 @@ class Study:
         the folder's lock is released however this ends."""
         prepared = self.prepared if self.prepared is not None else self.prepare(force, resume)
         try:
-            loop = FoldLoop(self.spec, self.plugins, prepared.inputs, self.output, self.events)
+            loop = FoldLoop(self.spec, self.plugins, prepared.inputs, self.output, self.events, self.save_model)
             runs = loop.run(prepared.pool, prepared.done, prepared.inflight)
             execution = ExecutionUsed(
                 backend=prepared.backend.name,
@@ -126,6 +130,9 @@ class Study:
                 self.spec, self.plugins, prepared.inputs, runs, len(prepared.done), prepared.started_at,
                 prepared.wall_start, execution, loop.decided_by,
             )
+            if self.save_model:
+                self.events.step("saving the final model" + ("s" if len(runs) > 1 else ""))
+                result = save_models(self.spec, self.plugins, prepared.inputs, runs, result, self.out_dir)
             self.output.write_result(result)
         finally:
             self.close()

@@ -39,6 +39,7 @@ class Final:
     params: dict[str, Any]  # every hyperparameter it was trained with
     test: Evaluation
     transfer: list[TransferScore]  # one per transfer target, in the job's order
+    weights: bytes | None = None  # SERModel.trained_state() as safetensors (None: not kept)
 
 
 def final_params(best: Best) -> dict[str, Any]:
@@ -129,16 +130,21 @@ class Training:
         pruned = len(losses) < train_params.epochs
         return curve.fields("pruned" if pruned else "ok", losses, probe_s)
 
-    def final(self, fold: Fold, best: Best) -> Final:
+    def final(self, fold: Fold, best: Best, keep_weights: bool = True) -> Final:
         """Train the best trial's configuration on train + val (for its best epoch's
         number of epochs with ``objective: best_epoch``); score test once, then each
-        transfer target."""
+        transfer target. ``keep_weights``: return what training changed, to be saved."""
         train_params = self.spec.train_params(final_params(best))
         self.events.training_started(Stage.FINAL, best.trial, best.params, train_params.epochs)
         model, _ = self.train(train_params, fold.split.selection)
         test = self._score(model, self._clips(fold.split.test), train_params.maxlen)
         transfer = [self._score_target(model, corpus, train_params.maxlen) for _, corpus in self.inputs.targets]
-        return Final(train_params.model_dump(), test, transfer)
+        weights = None
+        if keep_weights:
+            from safetensors.torch import save
+
+            weights = save(model.trained_state())
+        return Final(train_params.model_dump(), test, transfer, weights)
 
     def train(self, train_params, utterances: list[Utterance]):
         model = self.build()
@@ -166,8 +172,15 @@ class Training:
         return [self.inputs.data.clips[u.id] for u in utterances]
 
     def _score(self, model, clips, maxlen: int) -> Evaluation:
+        """The test evaluation, with every clip's probabilities (its prediction is their
+        argmax, as ``serbench predict`` labels a file)."""
+        from serbench.training.fit import predict_proba
+
         truth = np.array([c.label for c in clips])
-        return evaluate(truth, self.predict(model, clips, maxlen), self.inputs.data.classes, "test")
+        probabilities = predict_proba(model, clips, maxlen, self.inputs.cache)
+        predicted = probabilities.argmax(axis=1)
+        ids = [c.id for c in clips]
+        return evaluate(truth, predicted, self.inputs.data.classes, "test", ids, probabilities)
 
     def _score_target(self, model, corpus: LoadedCorpus, maxlen: int) -> TransferScore:
         """Zero-shot: only target utterances whose class the model knows are scored.

@@ -108,15 +108,30 @@ def epoch_batches(clips: Sequence[Clip], params: TrainParams, generator: torch.G
 
 
 def predict(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None = None) -> np.ndarray:
-    """Predicted class indices, in the order of ``clips``."""
+    """Predicted class indices (the largest logit), in the order of ``clips``."""
+    return logits_of(model, clips, maxlen, cache).argmax(axis=1)
+
+
+def predict_proba(
+    model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None = None
+) -> np.ndarray:
+    """Class probabilities (softmax of the logits), one row per clip in ``clips``' order."""
+    return torch.softmax(torch.from_numpy(logits_of(model, clips, maxlen, cache)), dim=1).numpy()
+
+
+def logits_of(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None = None) -> np.ndarray:
+    """Logits ``(len(clips), classes)`` in eval mode, each clip cut to its first ``maxlen``
+    samples, computed in batches of similar length."""
     model.eval()
-    predictions: dict[str, int] = {}
+    rows: dict[str, np.ndarray] = {}
     with torch.no_grad():
         for batch in _length_batches(clips, maxlen, EVAL_BATCH):
             logits = model.classify(_features(model, batch, maxlen, cache))
-            for clip, index in zip(batch, logits.argmax(dim=1).tolist()):
-                predictions[clip.id] = index
-    return np.array([predictions[c.id] for c in clips])
+            for clip, row in zip(batch, logits.numpy()):
+                rows[clip.id] = row
+    if not clips:
+        return np.zeros((0, model.head.out_features), dtype=np.float32)
+    return np.stack([rows[c.id] for c in clips])
 
 
 def _features(model: SERModel, batch: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:

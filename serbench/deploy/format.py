@@ -1,0 +1,125 @@
+"""What a saved model's folder holds, ``<out>/<job>/model/`` (one per fold under LOSO,
+``model/fold-NN-<test speakers>/``):
+
+- ``model.json``: :class:`ModelInfo`, everything needed to rebuild the model and to know
+  what it is -- the backbone and a fingerprint of the pre-trained files it builds on,
+  classes, ``maxlen``, the job, the speakers and audio it was trained on, its scores;
+- ``weights.safetensors``: the tensors training changed
+  (:meth:`serbench.backbones.model.SERModel.trained_state`), never pickle;
+- ``README.md``: the model card (:mod:`serbench.deploy.card`);
+- ``model.onnx`` once ``serbench export`` ran (:mod:`serbench.deploy.onnx_export`).
+
+A reader refuses any other ``format_version`` than :data:`FORMAT_VERSION`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from serbench.errors import ModelError
+
+FORMAT = "serbench-model"
+FORMAT_VERSION = 1
+INFO_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FILE = "README.md"
+ONNX_FILE = "model.onnx"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PretrainedInfo(Section):
+    """The backbone as the job named it, and the pre-trained files it was built from."""
+
+    name: str = Field(description="The backbone plugin's name (backbone.name).")
+    source: str = Field(description="backbone.source as the job gave it (a hub id or a folder name).")
+    options: dict[str, Any]
+    files: dict[str, str] = Field(description="sha256 of each pre-trained file the encoder was read from, by name.")
+    fingerprint: str = Field(description="sha256 over the files' names and hashes: what loading checks.")
+
+
+class WeightsInfo(Section):
+    file: str = WEIGHTS_FILE
+    sha256: str
+    bytes: int
+    tensors: int
+    parameters: int = Field(description="Numbers stored (parameters and statistics).")
+    encoder: str = Field(description="Which encoder weights are stored: none (frozen), top N layers, or all.")
+
+
+class TrainingInfo(Section):
+    """What the model was trained on, and how it was chosen."""
+
+    job: str
+    job_fingerprint: str = Field(description="sha256 of the job spec (study.json's spec_sha256).")
+    seed: int
+    dataset: str
+    protocol: dict[str, Any]
+    fold: int
+    train_speakers: list[str] = Field(description="Speakers of train + val, which the final model trained on.")
+    test_speakers: list[str]
+    utterances: int = Field(description="Training utterances (train + val).")
+    audio_fingerprint: str = Field(description="sha256 over the training files' ids and sha256s, sorted by id.")
+    manifest: str | None = Field(None, description="The corpus manifest the adapter checks copies against, if any.")
+    licence: str | None = Field(None, description="The corpus's licence, as its dataset adapter states it.")
+    label_map: dict[str, str | None]
+    params: dict[str, Any] = Field(description="Every hyperparameter of the final training.")
+    engine: str
+    pruner: str
+    trials: int = Field(description="Search trials of this fold.")
+    best_trial: int
+    best_val_bca: float
+
+
+class Scores(Section):
+    """The final model's scores, as ``result.json`` holds them."""
+
+    test: dict[str, Any] = Field(description="n, bca, accuracy, per_class_recall, confusion_matrix.")
+    transfer: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per target: n, bca, accuracy.")
+
+
+class ModelInfo(Section):
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    created_at: str
+    serbench: dict[str, Any] = Field(description="version, commit and dirty of the code that trained it.")
+    backbone: PretrainedInfo
+    classes: list[str] = Field(description="The output classes, in the order of the probabilities.")
+    sample_rate: int = Field(description="Audio is read mono at this rate (Hz) before the encoder.")
+    maxlen: int = Field(description="Samples of one input: longer recordings are cut into windows of it.")
+    pad: str | None = Field(None, description="The backbone's pad policy (what the encoder sees after a clip).")
+    weights: WeightsInfo
+    training: TrainingInfo
+    scores: Scores
+
+
+def read_info(folder: Path) -> ModelInfo:
+    """``folder/model.json`` as :class:`ModelInfo`; ``ModelError`` (one line) when it is
+    missing, not JSON, of another format or version, or does not validate."""
+    path = folder / INFO_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{folder}: no {INFO_FILE} here: not a saved serbench model") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a serbench model description (format is not {FORMAT!r})")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: model format version {version}, but this serbench ({FORMAT!r} version {FORMAT_VERSION}) "
+            "reads only its own; use the serbench version that saved it"
+        )
+    try:
+        return ModelInfo.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ModelError(f"{path}: {where}: {first['msg']}") from None

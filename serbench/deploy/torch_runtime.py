@@ -1,0 +1,58 @@
+"""The PyTorch runtime of a saved model: the backbone built from its pre-trained weights,
+the saved tensors put back, scored as a study scores its test split (each input cut to
+``maxlen``, batches of similar length, softmax of the logits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence, TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from serbench.deploy.format import ModelInfo
+from serbench.errors import ModelError
+from serbench.training.features import EVAL_BATCH
+
+if TYPE_CHECKING:
+    from serbench.backbones.base import Backbone
+    from serbench.backbones.model import SERModel
+
+
+class TorchScorer:
+    """Class probabilities of 16 kHz mono inputs (each at most ``maxlen`` samples)."""
+
+    name = "torch"
+
+    def __init__(self, model: "SERModel", maxlen: int):
+        self.model = model.eval()
+        self.maxlen = maxlen
+
+    @classmethod
+    def load(cls, backbone: "Backbone", info: ModelInfo, weights: Path) -> "TorchScorer":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"{weights}: not a readable safetensors file ({exc})") from None
+        model = backbone.build(len(info.classes))
+        try:
+            model.load_trained_state(state)
+        except (KeyError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ModelError(f"{weights}: these weights do not fit the {info.backbone.name} model ({first})") from None
+        return cls(model, info.maxlen)
+
+    def probabilities(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """``(len(waves), classes)`` probabilities, in the order of ``waves``."""
+        rows: dict[int, np.ndarray] = {}
+        order = sorted(range(len(waves)), key=lambda i: min(len(waves[i]), self.maxlen))
+        with torch.no_grad():
+            for start in range(0, len(order), EVAL_BATCH):
+                indices = order[start : start + EVAL_BATCH]
+                features = self.model.encode([waves[i][: self.maxlen] for i in indices], self.maxlen)
+                probabilities = torch.softmax(self.model.classify(features), dim=1).numpy()
+                rows.update(zip(indices, probabilities))
+        return np.stack([rows[i] for i in range(len(waves))]) if waves else np.zeros((0, len(self.model.head.bias)))
