@@ -37,7 +37,8 @@ def model_card(info: ModelInfo) -> str:
         "```",
         "",
         f"Audio is read mono at {info.sample_rate} Hz. Recordings longer than {info.maxlen / info.sample_rate:g} s "
-        "(`maxlen`) are cut into windows of that length, half a window apart; the file's probabilities are the "
+        "(`maxlen`) are cut into windows of that length, side by side (the last one ending at the recording's end); "
+        "the file's probabilities are the "
         "mean of its windows'. Recordings shorter than 0.1 s are refused. The pre-trained encoder is loaded from "
         f"`{info.backbone.source}` and must have the recorded fingerprint `{info.backbone.fingerprint[:16]}…`.",
         "",

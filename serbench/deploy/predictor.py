@@ -57,7 +57,8 @@ class TunedModel:
     """A saved model ready to predict (see :func:`serbench.deploy.load_model`).
 
     ``classes`` are its output classes, ``info`` its ``model.json``; ``window`` and
-    ``hop`` (seconds) default to ``maxlen`` and half of it.
+    ``hop`` (seconds) both default to ``maxlen``: windows side by side, the last one
+    ending at the recording's end.
     """
 
     def __init__(self, folder: Path, info: ModelInfo, scorer: Scorer):
@@ -129,7 +130,7 @@ class TunedModel:
         if size > self.maxlen or size < MIN_SAMPLES:
             limit = f"{MIN_SAMPLES / self.sample_rate:g}..{self.maxlen / self.sample_rate:g} s"
             raise UserError(f"--window: {size / self.sample_rate:g} s is outside the model's {limit}")
-        step = max(size // 2, 1) if hop is None else round(hop * self.sample_rate)
+        step = size if hop is None else round(hop * self.sample_rate)
         if step < 1:
             raise UserError(f"--hop: {hop} s is under one sample")
         return windows(samples, size, step)
