@@ -22,6 +22,10 @@ from serbench.spec import NoOptions
 from serbench import env
 
 if TYPE_CHECKING:
+    from typing import Callable
+
+    import numpy as np
+
     from serbench.backbones.model import SERModel
 
 
@@ -193,6 +197,15 @@ class Backbone(ABC):
         local Hugging Face cache holds its ``main`` revision with :attr:`model_files`."""
         snapshot = hub_snapshot(hub_id)
         return snapshot is not None and all(_holds(snapshot, group) for group in self.model_files)
+
+    def onnx_front_end(self) -> "Callable[[np.ndarray, int], dict[str, np.ndarray]]":
+        """``onnx_inputs(wave, maxlen)`` of the models this backbone builds
+        (:meth:`serbench.backbones.model.SERModel.onnx_inputs`), for a runtime that runs an
+        exported graph and needs the graph's inputs, not the encoder's weights. By default
+        a built model's (the pre-trained weights are read for it); backbones whose inputs
+        rest on light files only (a feature extractor's settings) override it to read just
+        those. ``ModelError`` when the backbone has no ONNX export."""
+        return self.build(1).onnx_inputs
 
     def describe(self) -> dict[str, Any]:
         """What identifies the encoder's outputs (for results and feature-cache keys)."""

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from serbench.errors import ModelError
+
 
 class Standardize(nn.Module):
     """A fixed affine map ``(x - mean) / std``: the identity until ``set_statistics``.
@@ -69,10 +71,11 @@ class LayerMix(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weights()
         mixed = torch.einsum("bld,l->bd", x, w)
-        if not bool(self.fitted):
-            return mixed
         variance = torch.einsum("dlm,l,m->d", self.cov, w, w)
-        return (mixed - w @ self.mean) / variance.clamp_min(1e-10).sqrt()
+        standardised = (mixed - w @ self.mean) / variance.clamp_min(1e-10).sqrt()
+        # A select, not a Python branch on the buffer, so that torch.export can trace it
+        # (ONNX export); the value and gradient are those of the branch taken.
+        return torch.where(self.fitted, standardised, mixed)
 
 
 class SERModel(nn.Module):
@@ -203,6 +206,32 @@ class SERModel(nn.Module):
             raise KeyError(f"not weights of this model: {', '.join(unknown[:3])}")
         self.load_state_dict(state, strict=False)
         self.encoder_pristine = not any(not name.startswith(("norm.", "head.")) for name in state)
+
+    # -- ONNX export (serbench.deploy.onnx_export) ---------------------------------------
+    #
+    # A backbone that can run as one ONNX graph splits its encoding in two: numpy inputs of
+    # one clip (``onnx_inputs``, e.g. a log-mel, computed outside the graph) and a module
+    # that maps them, as tensors with a batch of one, to the clip's features
+    # (``onnx_module``). The exporter appends ``classify`` and a softmax; the graph's
+    # inputs are named and ordered as ``onnx_inputs``'s keys, and of each input with two
+    # or more axes the last (time) may change length from clip to clip, the rest are
+    # fixed. ``onnx_module()(*map(torch.from_numpy, onnx_inputs(wave, maxlen).values()))``
+    # must equal ``encode([wave], maxlen)`` for a wave of at most ``maxlen`` samples, and
+    # trace under ``torch.export`` (no Python branch on tensor values). A backbone whose
+    # inputs need no weights says so in ``Backbone.onnx_front_end``. The defaults raise
+    # ``ModelError``: the backbone has no ONNX export.
+
+    def onnx_inputs(self, wave: np.ndarray, maxlen: int) -> dict[str, np.ndarray]:
+        """The graph's inputs for one 16 kHz clip of at most ``maxlen`` samples, by name,
+        each with a leading batch axis of one."""
+        raise ModelError(f"the {type(self).__name__} backbone has no ONNX export (it defines no onnx_inputs)")
+
+    def onnx_module(self) -> nn.Module:
+        """A module in eval mode mapping ``onnx_inputs``'s tensors (positional, in its key
+        order) to the features ``encode`` gives: ``(1, feature_dim)``, or ``(1,
+        feature_layers, feature_dim)``. It runs only what inference needs (e.g. the layers
+        up to the one pooled) and shares this model's parameters."""
+        raise ModelError(f"the {type(self).__name__} backbone has no ONNX export (it defines no onnx_module)")
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from encoded features."""

@@ -79,6 +79,13 @@ class WhisperBackbone(Backbone):
             self.options.train_layers,
         )
 
+    def onnx_front_end(self):
+        """The exported graph's inputs from the feature extractor alone (no weights read)."""
+        from serbench.backbones.whisper_model import graph_front_end
+
+        self.check_source()
+        return graph_front_end(resolve_source(self.source), self.options.pad)
+
     def cache_key(self) -> str:
         """``describe()`` plus the folder the source resolved to and its weight files'
         sizes and times, so a persistent feature cache never serves another checkpoint's

@@ -41,6 +41,63 @@ def load_encoder(source: str):
     return model.encoder, feature_extractor
 
 
+def graph_front_end(source: str, pad: str):
+    """``graph_inputs`` bound to the feature extractor of ``source`` (its
+    ``preprocessor_config.json`` only: no weights are read) and to ``pad``."""
+    import functools
+
+    from transformers import WhisperFeatureExtractor
+
+    try:
+        feature_extractor = WhisperFeatureExtractor.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ModelError(f"cannot load the Whisper feature extractor of {source!r}: {first}") from None
+    return functools.partial(graph_inputs, feature_extractor, pad)
+
+
+def log_mel(feature_extractor, wave: np.ndarray, length: int | None = None) -> torch.Tensor:
+    """``(80, frames)`` log-mel of one clip zero-padded to ``length`` samples (default:
+    unpadded), ``frames`` even."""
+    samples = length or len(wave)
+    frames = min(samples, WINDOW) // MEL_HOP
+    frames -= frames % 2
+    if len(wave) < 2 * MEL_HOP:
+        raise DataError(f"a clip of {len(wave)} samples is too short for Whisper (needs {2 * MEL_HOP})")
+    if samples > len(wave):
+        wave = np.pad(wave, (0, samples - len(wave)))
+    features = feature_extractor(
+        wave[:WINDOW], sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt"
+    ).input_features[0]
+    return features[:, :frames]
+
+
+def pad_length(pad: str, maxlen: int | None) -> int | None:
+    """Samples every clip is padded to under pad policy ``pad`` (``None``: unpadded)."""
+    if pad == "30s":
+        return WINDOW
+    if pad == "maxlen":
+        if maxlen is None:
+            raise ValueError("pad='maxlen' needs the clips' maxlen: call encode(waves, maxlen)")
+        return min(maxlen, WINDOW)
+    return None
+
+
+def graph_inputs(feature_extractor, pad: str, wave: np.ndarray, maxlen: int) -> dict[str, np.ndarray]:
+    """The exported graph's inputs for one clip of at most ``maxlen`` samples: ``mel``,
+    its log-mel ``(1, 80, frames)`` as the encoder sees it (padded under ``pad``), and
+    when padded ``pooled``, ``(1,)`` int64, the output frames that hold the clip (what
+    the mean over time covers). Needs only the feature extractor, no weights."""
+    length = pad_length(pad, maxlen)
+    wave = wave[: min(maxlen, length or WINDOW)]
+    mel = log_mel(feature_extractor, wave, length)
+    inputs = {"mel": mel.numpy()[None].astype(np.float32, copy=False)}
+    if length is not None:
+        steps = mel.shape[1] // 2
+        inputs["pooled"] = np.array([min(max(-(-len(wave) // (2 * MEL_HOP)), 1), steps)], dtype=np.int64)
+    return inputs
+
+
 class WhisperSER(SERModel):
     """Whisper's encoder, pooled over the frames that hold the clip.
 
@@ -114,27 +171,11 @@ class WhisperSER(SERModel):
     def log_mel(self, wave: np.ndarray, length: int | None = None) -> torch.Tensor:
         """``(80, frames)`` log-mel of one clip zero-padded to ``length`` samples (default:
         unpadded), ``frames`` even."""
-        samples = length or len(wave)
-        frames = min(samples, WINDOW) // MEL_HOP
-        frames -= frames % 2
-        if len(wave) < 2 * MEL_HOP:
-            raise DataError(f"a clip of {len(wave)} samples is too short for Whisper (needs {2 * MEL_HOP})")
-        if samples > len(wave):
-            wave = np.pad(wave, (0, samples - len(wave)))
-        features = self.feature_extractor(
-            wave[:WINDOW], sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt"
-        ).input_features[0]
-        return features[:, :frames]
+        return log_mel(self.feature_extractor, wave, length)
 
     def pad_length(self, maxlen: int | None) -> int | None:
         """Samples every clip is padded to under this policy (``None``: unpadded)."""
-        if self.pad == "30s":
-            return WINDOW
-        if self.pad == "maxlen":
-            if maxlen is None:
-                raise ValueError("pad='maxlen' needs the clips' maxlen: call encode(waves, maxlen)")
-            return min(maxlen, WINDOW)
-        return None
+        return pad_length(self.pad, maxlen)
 
     def input_key(self, samples: int, maxlen: int) -> tuple[int, ...]:
         cut = min(samples, maxlen, WINDOW)
@@ -202,6 +243,13 @@ class WhisperSER(SERModel):
             return hidden[:, 1:].mean(dim=1)
         return hidden[:, self.layers]
 
+    def onnx_inputs(self, wave: np.ndarray, maxlen: int) -> dict[str, np.ndarray]:
+        """``mel``, and under a padded policy ``pooled`` (see :func:`graph_inputs`)."""
+        return graph_inputs(self.feature_extractor, self.pad, wave, maxlen)
+
+    def onnx_module(self) -> nn.Module:
+        return WhisperOnnxEncoder(self.encoder, self.layers, self.pad != "none").eval()
+
     def _valid_and_mask(
         self, samples: Sequence[int], own: torch.Tensor, steps: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -218,6 +266,44 @@ class WhisperSER(SERModel):
             mask = torch.zeros(len(samples), 1, steps, steps)
             mask.masked_fill_(~valid[:, None, None, :], torch.finfo(mask.dtype).min)
         return valid, mask
+
+
+class WhisperOnnxEncoder(nn.Module):
+    """One clip through the encoder, for export: ``mel`` ``(1, 80, frames)`` (and with
+    ``padded`` the output frames pooled, ``(1,)``) to the features ``WhisperSER`` encodes.
+    Unmasked (a batch of one has no other clip's padding) and only as deep as ``layers``
+    needs: an index stops at that layer. The same arithmetic as
+    ``WhisperSER._prefix_states`` / ``_encode_from_prefix``."""
+
+    def __init__(self, encoder: nn.Module, layers: str | int, padded: bool):
+        super().__init__()
+        self.encoder = encoder
+        self.layers = layers
+        self.padded = padded
+        self.depth = layers if isinstance(layers, int) else len(encoder.layers)
+
+    def forward(self, mel: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        encoder = self.encoder
+        x = nn.functional.gelu(encoder.conv1(mel))
+        x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+        positions = torch.arange(x.shape[1])
+        x = x + encoder.embed_positions.weight[: x.shape[1]]
+        valid = positions[None, :] < (pooled[:, None] if self.padded else x.shape[1])
+        hidden = [_pool(x, valid)]
+        last = len(encoder.layers) - 1
+        for index, layer in enumerate(encoder.layers[: self.depth]):
+            x = _layer(layer, x, None)
+            if index == last:
+                x = encoder.layer_norm(x)
+            hidden.append(_pool(x, valid))
+        if isinstance(self.layers, int):
+            return hidden[self.layers]
+        stacked = torch.stack(hidden, dim=1)  # (1, L + 1, D)
+        if self.layers == "weighted":
+            return stacked
+        if self.layers == "last":
+            return stacked[:, -1]
+        return stacked[:, 1:].mean(dim=1)
 
 
 def _layer(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

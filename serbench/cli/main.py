@@ -11,13 +11,13 @@ from typing import Sequence
 
 import serbench
 from serbench import env
-from serbench.cli import data, doctor, leaderboard, plugins, predict, run, schema, validate
+from serbench.cli import data, doctor, export, leaderboard, plugins, predict, run, schema, validate
 from serbench.cli.messages import error
 from serbench.errors import UserError
 
 #: Every command, in help order. Each is a module with ``NAME``, ``add_parser(subparsers)``
 #: and ``run(args) -> int`` (the exit code), and a docstring stating its contract.
-COMMANDS = (validate, run, plugins, schema, doctor, data, leaderboard, predict)
+COMMANDS = (validate, run, plugins, schema, doctor, data, leaderboard, predict, export)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -7,7 +7,9 @@
 - ``weights.safetensors``: the tensors training changed
   (:meth:`serbench.backbones.model.SERModel.trained_state`), never pickle;
 - ``README.md``: the model card (:mod:`serbench.deploy.card`);
-- ``model.onnx`` once ``serbench export`` ran (:mod:`serbench.deploy.onnx_export`).
+- ``model.onnx`` and ``onnx.json`` (:class:`OnnxInfo`, the export's record) once
+  ``serbench export`` ran (:mod:`serbench.deploy.onnx_export`); ``model.json`` is left
+  as it was.
 
 A reader refuses any other ``format_version`` than :data:`FORMAT_VERSION`.
 """
@@ -28,6 +30,7 @@ INFO_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "README.md"
 ONNX_FILE = "model.onnx"
+ONNX_INFO_FILE = "onnx.json"
 
 
 class Section(BaseModel):
@@ -123,3 +126,47 @@ def read_info(folder: Path) -> ModelInfo:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ModelError(f"{path}: {where}: {first['msg']}") from None
+
+
+class OnnxParity(Section):
+    max_abs_diff: float = Field(description="Largest |ONNX - PyTorch| over the probes' class probabilities.")
+    tolerance: float
+    probes: list[int] = Field(description="Samples of each probe signal scored by both runtimes.")
+
+
+class OnnxInfo(Section):
+    """``onnx.json``: which graph was exported, from what, with what; a runtime checks it."""
+
+    file: str = Field(description="The graph: relative to the model folder, or absolute when written outside it.")
+    sha256: str
+    bytes: int
+    opset: int
+    inputs: list[str] = Field(description="The graph's inputs, in order (SERModel.onnx_inputs' names).")
+    output: str
+    weights_sha256: str = Field(description="sha256 of the weight file it was exported from (model.json's weights.sha256).")
+    pretrained_fingerprint: str = Field(description="The pre-trained files' fingerprint it was exported from.")
+    exporter: str
+    versions: dict[str, str] = Field(description="torch, onnx, onnxruntime, serbench at export.")
+    parity: OnnxParity
+    seconds: float = Field(description="Wall time of the export, parity check included.")
+    exported_at: str
+
+
+def read_onnx_info(folder: Path) -> OnnxInfo:
+    """``folder/onnx.json``; ``ModelError`` (one line) when there is none (no export yet)
+    or it does not validate."""
+    path = folder / ONNX_INFO_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(
+            f"{folder}: no ONNX export here ({ONNX_INFO_FILE} is missing): run serbench export {folder} --format onnx first"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot be read as JSON ({exc})") from None
+    try:
+        return OnnxInfo.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ModelError(f"{path}: {where}: {first['msg']}; run serbench export {folder} --format onnx again") from None
