@@ -8,11 +8,12 @@ of EmoDB (535 files) pinned to ONE CPU (``taskset``-style affinity and ``--threa
 
 - ``rtf``: seconds of audio per second of prediction (reading, resampling, windows,
   encoder and head; model loading excluded), measured in a fresh process through the
-  Python API the command runs (``load_model`` then ``predict_files``);
+  Python API the command runs (``load_model`` then ``predict_files``); the median of
+  ``--repeat`` runs (``rtf_all`` lists them), and that run's ``load_s`` and memory;
 - ``load_s``: that process's seconds from start to a loaded model (imports included);
 - ``peak_rss_mb``: its peak resident memory;
 - ``command_s`` and ``command_rtf``: the whole ``serbench predict ... --format csv``
-  command, start to exit, and the audio seconds per second of it.
+  command, start to exit (the median of ``--repeat``), and the audio seconds per second of it.
 
 Goal (issue 16): ``rtf`` >= 100 for whisper-tiny.en on one core, ONNX at least as fast as
 PyTorch. Timings on a machine shared with other work are noisy: the load average at
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu", type=int, default=None, help="the CPU to pin to (default: the last one allowed)")
     parser.add_argument("--out", type=Path, help="keep the trained models here (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true", help="reuse models already in --out")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per backbone and runtime (the median is reported)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("SERBENCH_DATA", str(REPO.parent / "shared" / "data"))
@@ -89,12 +91,15 @@ def main(argv: list[str] | None = None) -> None:
                 if runtime == "onnx":
                     serbench("export", str(model_dir), "--format", "onnx")
                     sizes = {p.name: p.stat().st_size for p in model_dir.iterdir() if p.is_file()}
-                measured = measure(model_dir, runtime, files, cpu)
-                command_s = timed_command(model_dir, runtime, files, cpu, Path(scratch) / "predictions.csv")
+                runs = sorted((measure(model_dir, runtime, files, cpu) for _ in range(args.repeat)), key=rate)
+                measured = runs[len(runs) // 2]
+                commands = [timed_command(model_dir, runtime, files, cpu, Path(scratch) / "predictions.csv") for _ in range(args.repeat)]
+                command_s = sorted(commands)[len(commands) // 2]
                 row = {
                     "backbone": backbone,
                     "runtime": runtime,
-                    "rtf": measured["audio_s"] / measured["predict_s"],
+                    "rtf": rate(measured),
+                    "rtf_all": [round(rate(r), 1) for r in runs],
                     "load_s": measured["load_s"],
                     "peak_rss_mb": measured["peak_rss_mb"],
                     "predict_s": measured["predict_s"],
@@ -111,6 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     report["load_avg_1m_end"] = os.getloadavg()[0]
     print(json.dumps(report, indent=2))
     print(table(report))
+
+
+def rate(measured: dict) -> float:
+    """Seconds of audio per second of prediction."""
+    return measured["audio_s"] / measured["predict_s"]
 
 
 def train(backbone: str, out: Path, reuse: bool) -> Path:

@@ -86,7 +86,7 @@ def test_the_test_split_is_never_used_for_selection(job_dict, tmp_path, monkeypa
         return call
 
     monkeypatch.setattr(fitting, "fit", spy(fitting.fit))
-    monkeypatch.setattr(fitting, "predict", spy(fitting.predict))
+    monkeypatch.setattr(fitting, "logits_of", spy(fitting.logits_of))  # validation and test scoring both go through it
     study = Study(parse_job(job_dict), tmp_path, events=events)
     result = study.run()
     assert events.runs == [(Stage.TRIAL, 0), (Stage.TRIAL, 1), (Stage.FINAL, result.best.trial)]
