@@ -288,6 +288,11 @@ class Result(Record):
 
     schema_version: int = SCHEMA_VERSION
     job: str
+    select_on: Literal["validation", "test"] = Field(
+        "validation",
+        description="What the search selected on. test: the paper's optimistic protocol (select_on: test) -- "
+        "the test score was selected on the test split itself, so it is not an honest estimate.",
+    )
     status: Literal["completed", "partial", "all_failed"] = Field(
         description="partial: some folds had no finished trial, so no test score."
     )

@@ -236,6 +236,14 @@ class JobSpec(StrictModel):
         description="A trial's score: its last epoch's validation BCA, or its best epoch's (best_epoch: the "
         "final model then trains for that trial's best number of epochs).",
     )
+    select_on: Literal["validation", "test"] = Field(
+        "validation",
+        description="What the search scores trials on. validation (the default, honest): each fold's "
+        "validation split; the test split is scored once, after the search. test: the paper's optimistic "
+        "protocol, for comparison only -- each trial trains on train + validation and is scored on the test "
+        "split it is then reported on, so the test score is selected on itself; results say so and the "
+        "leaderboard never ranks them with honest ones.",
+    )
     thresholds: list[float] = Field(default_factory=lambda: [0.8, 0.9])
 
     @field_validator("name")
@@ -302,7 +310,7 @@ class JobSpec(StrictModel):
         return TrainParams.model_validate({**self.training.model_dump(), **overrides})
 
 
-LATER_DEFAULTS = {"pruner": PrunerSpec().model_dump(mode="json"), "objective": "last"}
+LATER_DEFAULTS = {"pruner": PrunerSpec().model_dump(mode="json"), "objective": "last", "select_on": "validation"}
 
 
 # --- loading ----------------------------------------------------------------------------

@@ -86,6 +86,7 @@ def study_result(
     trials = [trial for run in runs for trial in run.trials]
     return Result(
         job=spec.name,
+        select_on=spec.select_on,
         status="completed" if len(tested) == len(folds) else "partial" if tested else "all_failed",
         started_at=started_at,
         finished_at=now(),

@@ -14,7 +14,8 @@
    ``test``, and on every transfer target;
 5. ``result.json`` (:mod:`.assemble`) is written atomically.
 
-No fold's test data is seen before its step 4.
+No fold's test data is seen before its step 4 -- unless the job asks for the paper's
+optimistic protocol (``select_on: test``), where step 3 scores trials on it.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class Study:
             + (f"; trials on {backend.describe()}, {execution.parallel} in flight" if not backend.in_process else "")
             + (f"; resuming after {len(done)} finished trials" if resume else "")
         )
+        if self.spec.select_on == "test":
+            self.events.step(
+                "select_on: test -- trials are scored on the test split (the paper's optimistic protocol): "
+                "the test score this reports is selected on itself"
+            )
         return self.prepared
 
     def run(self, force: bool = False, resume: bool = False) -> Result:

@@ -2,6 +2,9 @@
 split, scored by BCA on ``val``) or the final model (``train + val``, scored once on
 ``test`` and zero-shot on every transfer target).
 
+With ``select_on: test`` a trial instead trains on ``train + val`` and is scored on
+``test`` (:func:`search_splits`): the paper's optimistic protocol, kept for comparison.
+
 A search trial scores its validation split every ``pruner.report_every`` epochs and after
 its last one (its *curve*), and hands each score to ``report(epoch, bca)``, which says
 whether the pruner stops it there. With ``pruner.frozen_rung``, a trial that would train
@@ -49,6 +52,15 @@ def final_params(best: Best) -> dict[str, Any]:
     if best.epoch is None:
         return dict(best.params)
     return {**best.params, "epochs": best.epoch}
+
+
+def search_splits(spec: JobSpec, fold: Fold) -> tuple[list[Utterance], list[Utterance]]:
+    """What a search trial trains on and is scored on: ``train`` and ``val`` -- or, with
+    ``select_on: test`` (the paper's optimistic protocol), ``train + val`` and ``test``,
+    so the trial trains exactly as the final model does and the test split selects."""
+    if spec.select_on == "test":
+        return fold.split.selection, fold.split.test
+    return fold.split.train, fold.split.val
 
 
 class Curve:
@@ -106,13 +118,14 @@ class Training:
         the module docstring); the fields of the trial's ``TrialRecord`` other than its
         identity and timing. ``report``: the pruner's say after each score (None: never stop)."""
         train_params = self.spec.train_params(params)
-        val = self._clips(fold.split.val)
+        train, scored = search_splits(self.spec, fold)
+        val = self._clips(scored)
         curve = Curve(self, val, train_params.maxlen, report or (lambda epoch, bca: False))
         probe_s = None
         if self.spec.pruner.frozen_rung and train_params.unfreeze < train_params.epochs:
             started = time.perf_counter()
             self.events.training_started(Stage.PROBE, number, params, train_params.epochs)
-            probe, _ = self.train(train_params.model_copy(update={"unfreeze": train_params.epochs}), fold.split.train)
+            probe, _ = self.train(train_params.model_copy(update={"unfreeze": train_params.epochs}), train)
             stop = curve.score(probe, 0)
             probe_s = time.perf_counter() - started
             if stop:
@@ -126,7 +139,7 @@ class Training:
             return curve.score(model, done) and done < train_params.epochs
 
         model = self.build()
-        losses = self.fit(model, train_params, fold.split.train, after_epoch)
+        losses = self.fit(model, train_params, train, after_epoch)
         pruned = len(losses) < train_params.epochs
         return curve.fields("pruned" if pruned else "ok", losses, probe_s)
 
