@@ -153,7 +153,9 @@ def anytime_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
             continue
         colour = colours[members[0].label]
         seeds = len({int(run.result.spec.get("seed", 0)) for run in members})
-        label = f"{', '.join(run.label for run in members)} (mean of {seeds} seeds, band min–max)"
+        jobs = ", ".join(run.label for run in members) if len(members) <= 2 \
+            else f"{members[0].label} … {members[-1].label}"
+        label = f"{jobs} (mean of {seeds} seeds, band min–max)"
         ax.fill_between(curve.grid, np.ma.masked_invalid(curve.low), np.ma.masked_invalid(curve.high), step="post",
                         color=colour, alpha=0.2, linewidth=0, gid=plot.gid("band"))
         ax.step(curve.grid, curve.mean, where="post", color=colour, linewidth=2.2, label=label,
@@ -165,8 +167,8 @@ def anytime_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
                     xytext=(4, 2), textcoords="offset points", va="bottom", fontsize=8, color="0.35")
     pruned = any(trial.status == "pruned" for run in runs for trial in run.result.trials)
     ax.set(xlabel="study minutes (wall clock, from the first trial)",
-           ylabel="best validation BCA so far" + (" (completed trials)" if pruned else ""),
-           ylim=(0, 1.02), title=title)
+           ylabel="best validation BCA so far" + (" (completed trials)" if pruned else ""), ylim=(0, 1.02))
+    fig.suptitle(title)  # over the whole figure: a long legend narrows the axes
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     _outside_legend(ax)
