@@ -10,12 +10,33 @@ Contract:
   written (``pruner``, ``objective``, ``budget.epochs``) count only when they differ from
   their defaults, so a result from before them shares a row with its unpruned rerun;
   pruner settings otherwise tell rows apart. A run's *searches* are its folds (one for
-  the holdout protocols); best validation BCA, minutes to best, 𝓔, time to each
-  threshold and epochs spent are means over all searches of the row's runs (epochs spent
-  over the runs that record them: none from before pruners). Test BCA is a run's
-  ``test_summary.bca_mean``; its ``sd`` is the spread over seeds when a row has several
-  runs, else over folds when the run has several, else ``None``. Standard deviations are
-  population ones, as in ``test_summary``.
+  the holdout protocols). Best validation BCA, ALC and epochs spent are means over all
+  searches of the row's runs (epochs spent over the runs that record them: none from
+  before pruners).
+- Study-level time, never a mean of per-fold figures: a run's *minutes to best* is the
+  search minutes summed over its folds up to each fold's best trial (a fold's own clock;
+  for one fold, the best's minutes), and its 𝓔 = its best validation BCA (mean over
+  folds) / those minutes; a row shows their means over its runs (seeds). A run reaches a
+  threshold when every fold does, after the search minutes summed over its folds up to
+  each fold's first trial at or above it, with 𝓔 = threshold / those minutes. A row of
+  one run shows that run's time (with the trial number for one fold; ``not reached
+  (1/2 folds)`` when some folds missed it); a row of several runs (seeds) shows the
+  **median** over the seeds that reached it and how many did (``12.30 (3/5)``). The
+  per-fold minutes and 𝓔 are in ``searches`` of the JSON row.
+- Test BCA is a run's ``test_summary.bca_mean``; its ``sd`` is the spread over seeds when a
+  row has several runs, else over folds when the run has several, else ``None``. Standard
+  deviations are population ones, as in ``test_summary``. Rows of several seeds also have
+  ``test_ci``, the 95% percentile bootstrap interval of the mean over seeds
+  (:func:`serbench.leaderboard.stats.bootstrap_ci`: 10000 resamples, seeded); one seed has
+  none.
+- ALC (:func:`serbench.leaderboard.stats.alc`): ``∫ s(t) d(log(1 + t/t0)) / log(1 + T/t0)``
+  with ``t0`` = 60 s, ``s`` a search's best-so-far validation BCA of completed trials (0
+  before the first), ``T`` = ``budget.wall_minutes`` × 60 when set, else the search's own
+  time (``search_seconds``: an improvement at its very end adds nothing).
+- :func:`compare_engines`: rows whose specs differ only in the engine (and seed, name)
+  are compared on test BCA paired by seed (:func:`serbench.leaderboard.stats.paired_test`:
+  Wilcoxon for two engines, Friedman with average ranks for more), over the seeds they
+  share; fewer than two shared seeds say "not enough paired seeds".
 - :func:`rank` orders rows by test BCA (descending, missing last), then best validation
   BCA, then job label; :func:`group_rows` splits them under a heading per ``--by`` key.
 """
@@ -32,6 +53,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from serbench.errors import UserError
+from serbench.leaderboard.stats import Interval, PairedTest, alc, alc_budget_s, bootstrap_ci, median, paired_test
 from serbench.results.schema import Result
 from serbench.spec.job import LATER_DEFAULTS
 
@@ -120,13 +142,42 @@ class Stat:
 
 @dataclass
 class ThresholdCell:
-    """Time to one threshold over a row's searches: means over those that reached it."""
+    """Time to one threshold over a row's runs (module docstring: study-level minutes)."""
 
     threshold: float
-    reached: int
-    searches: int
-    minutes: float | None
-    trial: float | None
+    reached: int  # runs (seeds) that reached it: every fold of the run did
+    runs: int
+    searches: int  # folds of those runs
+    searches_reached: int
+    minutes: float | None  # one run: its minutes; several: the median over those that reached it
+    trial: float | None  # one-fold runs: the trial number (several: the median)
+    efficiency: float | None  # threshold / minutes
+
+    @property
+    def rule(self) -> str:
+        return "one run" if self.runs == 1 else "median over the seeds that reached it"
+
+
+@dataclass
+class Search:
+    """One fold of one run, for the JSON's per-fold figures."""
+
+    job: str
+    seed: int
+    fold: int
+    best_val: float | None
+    minutes_to_best: float | None
+    efficiency: float | None
+    alc: float | None
+    alc_budget_s: float
+    search_seconds: float
+    thresholds: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"job": self.job, "seed": self.seed, "fold": self.fold, "best_val_bca": self.best_val,
+                "minutes_to_best": self.minutes_to_best, "efficiency": self.efficiency, "alc": self.alc,
+                "alc_budget_s": self.alc_budget_s, "search_seconds": self.search_seconds,
+                "thresholds": self.thresholds}
 
 
 @dataclass
@@ -151,7 +202,10 @@ class Row:
     minutes_to_best: Stat | None
     efficiency: Stat | None
     thresholds: dict[float, ThresholdCell]
+    test_ci: Interval | None = None
+    alc: Stat | None = None
     transfer: dict[str, Stat] = field(default_factory=dict)
+    searches: list[Search] = field(default_factory=list, repr=False)
     runs: list[Run] = field(default_factory=list, repr=False)
 
     def key(self, by: str) -> str:
@@ -182,27 +236,34 @@ class Row:
             "best_val_bca": stat(self.best_val),
             "best_val_pruned": self.best_pruned,
             "test_bca": stat(self.test),
+            "test_bca_ci": None if self.test_ci is None else self.test_ci.as_json(),
             "minutes_to_best": stat(self.minutes_to_best),
             "efficiency": stat(self.efficiency),
+            "alc": stat(self.alc),
             "thresholds": [
                 {
                     "threshold": cell.threshold,
                     "reached": cell.reached,
+                    "runs": cell.runs,
                     "searches": cell.searches,
+                    "searches_reached": cell.searches_reached,
                     "minutes": cell.minutes,
                     "trial": cell.trial,
+                    "efficiency": cell.efficiency,
+                    "rule": cell.rule,
                 }
                 for cell in self.thresholds.values()
             ],
             "transfer_bca": {target: stat(value) for target, value in self.transfer.items()},
+            "searches": [search.as_json() for search in self.searches],
         }
 
 
-def seed_group_key(result: Result) -> str:
-    """Runs with equal keys differ only in seed and name. Sections added after results
-    were first written are left out while at their defaults (as the study's fingerprint
-    does), so older results group with their reruns."""
-    spec = {k: v for k, v in result.spec.items() if k not in ("name", "seed")}
+def seed_group_key(result: Result, ignore: tuple[str, ...] = ("name", "seed")) -> str:
+    """Runs with equal keys differ only in seed and name (the spec sections ``ignore``).
+    Sections added after results were first written are left out while at their defaults
+    (as the study's fingerprint does), so older results group with their reruns."""
+    spec = {k: v for k, v in result.spec.items() if k not in ignore}
     for key, default in LATER_DEFAULTS.items():
         if spec.get(key) == default:
             spec.pop(key)
@@ -241,22 +302,25 @@ def build_rows(runs: list[Run]) -> list[Row]:
 
 def _row(runs: list[Run]) -> Row:
     first = runs[0].result
-    searches = [(fold.best, fold.thresholds) for run in runs for fold in run.result.folds]
-    bests = [best for best, _ in searches if best is not None]
+    bests = [fold.best for run in runs for fold in run.result.folds if fold.best is not None]
     tests = [run.result.test_summary for run in runs if run.result.test_summary is not None]
+    test_ci = None
     if len(runs) > 1:
         test = Stat.of([summary.bca_mean for summary in tests])
+        test_ci = bootstrap_ci([summary.bca_mean for summary in tests])
     elif tests:
         summary = tests[0]
         test = Stat(summary.bca_mean, summary.bca_sd if summary.n_folds > 1 else None, summary.n_folds)
     else:
         test = None
+    to_best = [study for study in map(_to_best, runs) if study is not None]
+    searches = [_search(run, fold) for run in runs for fold in run.result.folds]
     statuses = sorted({run.result.status for run in runs})
     return Row(
         label=", ".join(run.result.job for run in runs),
         jobs=[run.result.job for run in runs],
         paths=[str(run.path.parent) for run in runs],
-        seeds=[int(run.result.spec.get("seed", 0)) for run in runs],
+        seeds=[_seed(run) for run in runs],
         engine=str(first.spec.get("engine", {}).get("name", "?")),
         pruner=pruner_label(first),
         dataset=first.data.dataset,
@@ -271,25 +335,85 @@ def _row(runs: list[Run]) -> Row:
         best_val=Stat.of([best.val_bca for best in bests]),
         best_pruned=sum(best.pruned for best in bests),
         test=test,
-        minutes_to_best=Stat.of([best.minutes for best in bests]),
-        efficiency=Stat.of([best.efficiency for best in bests if best.efficiency is not None]),
-        thresholds=_thresholds(searches),
+        minutes_to_best=Stat.of([minutes for minutes, _ in to_best]),
+        efficiency=Stat.of([efficiency for _, efficiency in to_best if efficiency is not None]),
+        thresholds=_thresholds(runs),
+        test_ci=test_ci,
+        alc=Stat.of([search.alc for search in searches if search.alc is not None]),
         transfer=_transfer(runs),
+        searches=searches,
         runs=runs,
     )
 
 
-def _thresholds(searches: list) -> dict[float, ThresholdCell]:
+def _seed(run: Run) -> int:
+    return int(run.result.spec.get("seed", 0))
+
+
+def _to_best(run: Run) -> tuple[float, float | None] | None:
+    """A run's study minutes to best (summed over its folds) and its 𝓔: the mean best
+    validation BCA over folds / those minutes. None when a fold has no best."""
+    bests = [fold.best for fold in run.result.folds]
+    if not bests or any(best is None for best in bests):
+        return None
+    minutes = math.fsum(best.minutes for best in bests)
+    value = statistics.fmean(best.val_bca for best in bests)
+    return minutes, (value / minutes if minutes > 0 else None)
+
+
+def _search(run: Run, fold) -> Search:
+    budget = alc_budget_s(run.result, fold)
+    trials = [trial for trial in run.result.trials if trial.fold == fold.fold]
+    best = fold.best
+    return Search(
+        job=run.result.job,
+        seed=_seed(run),
+        fold=fold.fold,
+        best_val=best.val_bca if best else None,
+        minutes_to_best=best.minutes if best else None,
+        efficiency=best.efficiency if best else None,
+        alc=alc(trials, budget),
+        alc_budget_s=budget,
+        search_seconds=fold.search_seconds,
+        thresholds=[hit.model_dump(mode="json") for hit in fold.thresholds],
+    )
+
+
+def _run_threshold(run: Run, threshold: float) -> tuple[int, int, float | None, int | None] | None:
+    """(folds, folds reached, study minutes, trial) of one run, or None when the run has
+    no such threshold. Minutes: summed over the folds, only when every fold reached it;
+    trial: the one fold's trial number."""
+    hits = [next((hit for hit in fold.thresholds if hit.threshold == threshold), None) for fold in run.result.folds]
+    if not hits or any(hit is None for hit in hits):
+        return None
+    reached = [hit for hit in hits if hit.reached and hit.minutes is not None]
+    if len(reached) < len(hits):
+        return len(hits), len(reached), None, None
+    trial = hits[0].trial if len(hits) == 1 else None
+    return len(hits), len(reached), math.fsum(hit.minutes for hit in hits), trial
+
+
+def _thresholds(runs: list[Run]) -> dict[float, ThresholdCell]:
     cells: dict[float, ThresholdCell] = {}
-    for threshold in sorted({hit.threshold for _, hits in searches for hit in hits}):
-        hits = [hit for _, hits in searches for hit in hits if hit.threshold == threshold]
-        reached = [hit for hit in hits if hit.reached and hit.minutes is not None]
+    values = sorted({hit.threshold for run in runs for fold in run.result.folds for hit in fold.thresholds})
+    for threshold in values:
+        per_run = [cell for cell in (_run_threshold(run, threshold) for run in runs) if cell is not None]
+        reached = [(minutes, trial) for _, _, minutes, trial in per_run if minutes is not None]
+        if len(per_run) == 1:
+            minutes = reached[0][0] if reached else None
+            trial = reached[0][1] if reached else None
+        else:
+            minutes = median([m for m, _ in reached])
+            trial = median([t for _, t in reached if t is not None])
         cells[threshold] = ThresholdCell(
             threshold=threshold,
             reached=len(reached),
-            searches=len(hits),
-            minutes=statistics.fmean(hit.minutes for hit in reached) if reached else None,
-            trial=statistics.fmean(hit.trial for hit in reached if hit.trial is not None) if reached else None,
+            runs=len(per_run),
+            searches=sum(folds for folds, _, _, _ in per_run),
+            searches_reached=sum(done for _, done, _, _ in per_run),
+            minutes=minutes,
+            trial=trial,
+            efficiency=threshold / minutes if minutes else None,
         )
     return cells
 
@@ -328,6 +452,93 @@ def group_rows(rows: list[Row], by: str | None) -> list[tuple[str | None, list[R
     return [(f"{by}: {key}", rank([row for row in rows if row.key(by) == key])) for key in keys]
 
 
+# --- engines compared across seeds ----------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """Rows whose specs differ only in the engine, on test BCA paired by seed."""
+
+    dataset: str
+    protocol: str
+    backbone: str
+    pruner: str
+    engines: list[str]
+    rows: list[Row]
+    values: dict[str, dict[int, float]]  # engine -> seed -> test BCA (mean of that seed's runs)
+    test: PairedTest
+
+    def means(self) -> dict[str, float | None]:
+        """Each engine's mean test BCA over the paired seeds."""
+        seeds = self.test.seeds
+        return {engine: statistics.fmean(self.values[engine][seed] for seed in seeds) if seeds else None
+                for engine in self.engines}
+
+    def as_json(self) -> dict[str, Any]:
+        test = self.test
+        return {
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "backbone": self.backbone,
+            "pruner": None if self.pruner == NO_PRUNER else self.pruner,
+            "engines": self.engines,
+            "jobs": {engine: row.jobs for engine, row in zip(self.engines, self.rows)},
+            "seeds": test.seeds,
+            "n_seeds": len(test.seeds),
+            "test": test.test,
+            "statistic": test.statistic,
+            "p_value": test.p_value,
+            "exact": test.exact,
+            "p_floor": test.p_floor,
+            "n_pairs": test.n_pairs,
+            "note": test.note,
+            "mean_test_bca": self.means(),
+            "average_ranks": test.average_ranks or None,
+            "pairs": [{"seed": seed, "test_bca": {engine: self.values[engine][seed] for engine in self.engines}}
+                      for seed in test.seeds],
+        }
+
+
+def compare_engines(rows: list[Row]) -> list[Comparison]:
+    """One comparison per set of two or more rows whose specs differ only in the engine
+    (same dataset, protocol, backbone, search space, budget, pruner, ...), in order of
+    first appearance, engines sorted by name; a seed's test BCA is the mean of that
+    seed's runs in the row."""
+    sets: dict[str, list[Row]] = {}
+    for row in rows:
+        sets.setdefault(seed_group_key(row.runs[0].result, ("name", "seed", "engine")), []).append(row)
+    out = []
+    for members in sets.values():
+        if len(members) < 2:
+            continue
+        labelled = sorted(zip(_engine_labels(members), members), key=lambda pair: pair[0])
+        engines, members = [label for label, _ in labelled], [row for _, row in labelled]
+        values = {}
+        for engine, row in zip(engines, members):
+            by_seed: dict[int, list[float]] = {}
+            for run in row.runs:
+                if run.result.test_summary is not None:
+                    by_seed.setdefault(_seed(run), []).append(run.result.test_summary.bca_mean)
+            values[engine] = {seed: statistics.fmean(scores) for seed, scores in by_seed.items()}
+        first = members[0]
+        out.append(Comparison(first.dataset, first.protocol, first.backbone, first.pruner, engines, members, values,
+                              paired_test(values)))
+    return out
+
+
+def _engine_labels(rows: list[Row]) -> list[str]:
+    """The engine's name, with its options where two rows share a name."""
+    names = [row.engine for row in rows]
+    labels = []
+    for row in rows:
+        label = row.engine
+        options = row.runs[0].result.spec.get("engine", {}).get("options") or {}
+        if names.count(row.engine) > 1 and options:
+            label += "(" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
+        labels.append(label)
+    return labels
+
+
 @dataclass
 class Board:
     """What every output format renders."""
@@ -337,6 +548,7 @@ class Board:
     groups: list[tuple[str | None, list[Row]]]
     thresholds: list[float]
     targets: list[str]
+    comparisons: list[Comparison] = field(default_factory=list)
 
     @property
     def rows(self) -> list[Row]:
@@ -352,6 +564,7 @@ def make_board(root: Path, by: str | None = None) -> Board:
         groups=group_rows(rows, by),
         thresholds=sorted({t for row in rows for t in row.thresholds}),
         targets=sorted({t for row in rows for t in row.transfer}),
+        comparisons=compare_engines(rows),
     )
 
 
@@ -361,23 +574,51 @@ def make_board(root: Path, by: str | None = None) -> Board:
 def columns(board: Board) -> list[str]:
     """Column headings, in order (shared by every format)."""
     head = ["rank", "job", "engine", "pruner", "dataset", "backbone", "protocol", "seeds", "trials",
-            "pruned", "epochs spent", "best val BCA", "test BCA", "min to best", "𝓔 (BCA/min)"]
+            "pruned", "epochs spent", "best val BCA", "test BCA", "test BCA 95% CI", "min to best",
+            "𝓔 (BCA/min)", "alc"]
     head += [f"≥{t:g} min (trial)" for t in board.thresholds]
     head += [f"{target} BCA" for target in board.targets]
     return head
 
 
 def cells(board: Board, position: int, row: Row) -> list[str]:
-    """Display strings for one row (3 decimals for BCA, 2 for minutes)."""
+    """Display strings for one row (3 decimals for BCA and ALC, 2 for minutes)."""
     out = [str(position), row.label, row.engine, row.pruner, row.dataset, row.backbone, row.protocol,
            str(len(set(row.seeds))), _number(row.trials, 1), fmt_pruned(row),
            _number(row.epochs_spent.mean if row.epochs_spent else None, 1), fmt_best(row), fmt_stat(row.test),
-           fmt_stat(row.minutes_to_best, 2, sd=False), fmt_stat(row.efficiency, 2, sd=False)]
+           fmt_ci(row.test_ci), fmt_stat(row.minutes_to_best, 2, sd=False), fmt_stat(row.efficiency, 2, sd=False),
+           fmt_stat(row.alc, sd=False)]
     for threshold in board.thresholds:
         out.append(fmt_threshold(row.thresholds.get(threshold)))
     for target in board.targets:
         out.append(fmt_stat(row.transfer.get(target)))
     return out
+
+
+def comparison_columns() -> list[str]:
+    return ["dataset", "protocol", "backbone", "pruner", "engines: mean test BCA (average rank)", "paired seeds",
+            "test", "statistic", "p", "note"]
+
+
+def comparison_cells(comparison: Comparison) -> list[str]:
+    """Display strings for one paired comparison."""
+    test, means = comparison.test, comparison.means()
+    engines = "; ".join(
+        f"{engine} {means[engine]:.3f}" + (f" ({test.average_ranks[engine]:.2f})" if test.average_ranks else "")
+        if means[engine] is not None else f"{engine} —"
+        for engine in comparison.engines
+    )
+    symbol = {"wilcoxon": "W", "friedman": "χ²"}.get(test.test or "", "")
+    statistic = "—" if test.statistic is None else f"{symbol} = {test.statistic:.3g}"
+    p = test.note if test.test is None else ("—" if test.p_value is None else f"{test.p_value:.4g}")
+    return [comparison.dataset, comparison.protocol, comparison.backbone, comparison.pruner, engines,
+            str(len(test.seeds)), test.test or "—", statistic, p, test.note if test.test else "—"]
+
+
+def fmt_ci(interval: Interval | None, digits: int = 3) -> str:
+    if interval is None:
+        return "—"
+    return f"[{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
 
 
 def fmt_stat(value: Stat | None, digits: int = 3, sd: bool = True) -> str:
@@ -407,14 +648,21 @@ def fmt_pruned(row: Row) -> str:
 
 
 def fmt_threshold(cell: ThresholdCell | None) -> str:
+    """One run: its minutes (``(#trial)`` for one fold, ``(Σ n folds)`` for several);
+    several runs: the median minutes and the seeds that reached it (``12.30 (3/5)``)."""
     if cell is None:
         return "—"
+    if cell.runs > 1:
+        if not cell.reached:
+            return f"not reached (0/{cell.runs})"
+        return f"{cell.minutes:.2f} ({cell.reached}/{cell.runs})"
     if not cell.reached:
+        if cell.searches > 1 and cell.searches_reached:
+            return f"not reached ({cell.searches_reached}/{cell.searches} folds)"
         return "not reached"
-    text = f"{cell.minutes:.2f} (#{_number(cell.trial, 1)})"
-    if cell.reached < cell.searches:
-        text += f" {cell.reached}/{cell.searches}"
-    return text
+    if cell.searches > 1:
+        return f"{cell.minutes:.2f} (Σ {cell.searches} folds)"
+    return f"{cell.minutes:.2f} (#{_number(cell.trial, 1)})"
 
 
 def _number(value: float | None, digits: int) -> str:

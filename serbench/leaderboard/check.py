@@ -4,8 +4,9 @@
   name="serbench-figures">``, or the ``expected`` kinds) is present as
   ``<figure id="fig-<kind>">`` with an ``<svg>`` that has a title, an aria-label and at
   least :data:`MIN_PATHS` paths; a figure that declares ``data-marks="mark=count ..."``
-  (the curves figure: ``completed=5 pruned=3 stop=3``) holds exactly that many SVG
-  groups ``fig-<kind>-<mark>-<i>`` (what it drew: a trial's curve, a pruned trial's ×);
+  (the curves figure: ``completed=5 pruned=3 stop=3``; the anytime figure: ``band=2
+  mean=2``) holds exactly that many SVG groups ``fig-<kind>-<mark>-<i>`` (what it drew: a
+  trial's curve, a pruned trial's ×, a multi-seed row's mean line and min–max band);
   and nothing points outside the file.
 - :func:`check_screenshots` renders the figures in headless Chromium (Debian's
   ``chromium``), each in a fixed box of one page, and requires enough non-white pixels in

@@ -3,7 +3,11 @@ and JSON. Each function returns the whole output as a string (HTML is in
 :mod:`serbench.leaderboard.html`).
 
 Table and Markdown show rounded display strings (``mean ± sd``); CSV and JSON carry the
-unrounded numbers in separate fields, for spreadsheets and scripts.
+unrounded numbers in separate fields, for spreadsheets and scripts. The paired comparisons
+of engines (:func:`serbench.leaderboard.board.compare_engines`) follow the rows in the
+table and Markdown (a section of their own) and are the top-level ``comparisons`` list of
+the JSON; the CSV holds the rows only (one table: a spreadsheet reads it as such), so
+read the comparisons from the JSON.
 """
 
 from __future__ import annotations
@@ -12,12 +16,21 @@ import csv
 import io
 import json
 
-from serbench.leaderboard.board import NO_PRUNER, Board, Row, Stat, cells, columns
+from serbench.leaderboard.board import (
+    NO_PRUNER,
+    Board,
+    Row,
+    Stat,
+    cells,
+    columns,
+    comparison_cells,
+    comparison_columns,
+)
 
 FORMATS = ("table", "md", "csv", "json", "html")
 
 
-def render_table(board: Board, width: int = 250) -> str:
+def render_table(board: Board, width: int = 300) -> str:
     """The rich tables as plain text, ``width`` columns wide."""
     from rich.console import Console
 
@@ -37,7 +50,21 @@ def print_table(board: Board, console) -> None:
         for position, row in enumerate(rows, 1):
             table.add_row(*cells(board, position, row))
         console.print(table)
+    if board.comparisons:
+        table = Table(title=COMPARISONS_TITLE, title_justify="left")
+        for name in comparison_columns():
+            table.add_column(name, overflow="fold")
+        for comparison in board.comparisons:
+            table.add_row(*comparison_cells(comparison))
+        console.print(table)
     console.print(_footer(board), highlight=False, soft_wrap=True)
+
+
+COMPARISONS_TITLE = "Engines compared: test BCA paired by seed"
+COMPARISONS_NOTE = ("Rows whose specs differ only in the engine, paired by seed on test BCA: Wilcoxon signed-rank "
+                    "(two engines, two-sided; exact p without tied differences, which cannot go below 2/2^n for "
+                    "n pairs), Friedman (more engines; average rank 1 = best); fewer than two shared seeds: "
+                    "not enough paired seeds.")
 
 
 def render_markdown(board: Board) -> str:
@@ -51,6 +78,14 @@ def render_markdown(board: Board) -> str:
         for position, row in enumerate(rows, 1):
             lines.append("| " + " | ".join(_md(cell) for cell in cells(board, position, row)) + " |")
         lines.append("")
+    if board.comparisons:
+        head = comparison_columns()
+        lines += [f"## {COMPARISONS_TITLE}", "", COMPARISONS_NOTE, ""]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join(" --- " for _ in head) + "|")
+        for comparison in board.comparisons:
+            lines.append("| " + " | ".join(_md(cell) for cell in comparison_cells(comparison)) + " |")
+        lines.append("")
     lines.append(_footer(board))
     return "\n".join(lines) + "\n"
 
@@ -63,9 +98,13 @@ def _footer(board: Board) -> str:
     n = len(board.loaded.runs)
     text = (f"{n} result{'s' if n != 1 else ''} in {len(board.rows)} row{'s' if len(board.rows) != 1 else ''}; "
             "ranked by test BCA, then best validation BCA; ± is the sd over seeds (or folds); "
+            "95% CI: percentile bootstrap of the mean test BCA over seeds (10000 resamples, seeded); "
             "pruned: trials the pruner stopped / trials (a best val BCA marked pruned is a partial score: "
             "no trial of that search completed); epochs spent: training epochs per search "
-            "(frozen probes not counted); thresholds: mean study minutes to reach them (mean trial number)")
+            "(frozen probes not counted); min to best and 𝓔: study minutes summed over folds; "
+            "alc: area under the best-so-far curve on a log time axis (t0 = 60 s); thresholds: study minutes "
+            "to reach them summed over folds (trial number), with several seeds the median over the seeds "
+            "that reached it (seeds that did / seeds)")
     if board.loaded.skipped:
         text += f"; skipped {len(board.loaded.skipped)} invalid file(s)"
     return text
@@ -74,9 +113,10 @@ def _footer(board: Board) -> str:
 def csv_header(board: Board) -> list[str]:
     head = ["rank", "group", "job", "engine", "pruner", "dataset", "backbone", "protocol", "seeds", "trials",
             "pruned", "epochs_spent", "folds", "status", "best_val_bca", "best_val_bca_sd", "best_val_pruned",
-            "test_bca", "test_bca_sd", "minutes_to_best", "efficiency"]
+            "test_bca", "test_bca_sd", "test_bca_ci_low", "test_bca_ci_high", "minutes_to_best", "efficiency",
+            "alc", "alc_sd"]
     for t in board.thresholds:
-        head += [f"minutes_to_{t:g}", f"trial_to_{t:g}", f"reached_{t:g}"]
+        head += [f"minutes_to_{t:g}", f"trial_to_{t:g}", f"reached_{t:g}", f"efficiency_to_{t:g}"]
     for target in board.targets:
         head += [f"transfer_{target}_bca", f"transfer_{target}_bca_sd"]
     return head
@@ -98,11 +138,13 @@ def _csv_row(board: Board, position: int, group: str, row: Row) -> list[object]:
     out: list[object] = [position, group, row.label, row.engine, pruner, row.dataset, row.backbone, row.protocol,
                          len(set(row.seeds)), _whole(row.trials), _whole(row.pruned), _mean(row.epochs_spent),
                          row.folds, row.status]
-    out += [*_pair(row.best_val), row.best_pruned, *_pair(row.test), _mean(row.minutes_to_best),
-            _mean(row.efficiency)]
+    ci = row.test_ci
+    out += [*_pair(row.best_val), row.best_pruned, *_pair(row.test), *((_num(ci.low), _num(ci.high)) if ci else ("", "")),
+            _mean(row.minutes_to_best), _mean(row.efficiency), *_pair(row.alc)]
     for t in board.thresholds:
         cell = row.thresholds.get(t)
-        out += [_num(cell.minutes), _num(cell.trial), f"{cell.reached}/{cell.searches}"] if cell else ["", "", ""]
+        out += ([_num(cell.minutes), _num(cell.trial), f"{cell.reached}/{cell.runs}", _num(cell.efficiency)]
+                if cell else ["", "", "", ""])
     for target in board.targets:
         out += list(_pair(row.transfer.get(target)))
     return out
@@ -139,6 +181,7 @@ def render_json(board: Board) -> str:
             }
             for heading, rows in board.groups
         ],
+        "comparisons": [comparison.as_json() for comparison in board.comparisons],
         "skipped": [{"path": str(s.path), "reason": s.reason} for s in board.loaded.skipped],
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -16,7 +16,8 @@ import io
 import re
 from datetime import datetime, timezone
 
-from serbench.leaderboard.board import Board, cells, columns, rank
+from serbench.leaderboard.board import Board, cells, columns, comparison_cells, comparison_columns, rank
+from serbench.leaderboard.formats import COMPARISONS_NOTE, COMPARISONS_TITLE
 from serbench.leaderboard.plots import Plot, make_plots
 
 CSS = """
@@ -69,10 +70,16 @@ Pruner: what stopped unpromising trials (engine:NAME when the engine's own libra
 pruned: trials it stopped / trials; epochs spent: training epochs of a search's trials (mean over searches,
 frozen probes not counted; — in results from before pruners); a best val BCA marked (pruned) is a pruned trial's
 partial score, in searches where no trial completed.
-Threshold columns: mean study minutes to first reach the validation BCA, with the mean trial number in brackets;
-only completed trials reach a threshold or raise a best-so-far line (a pruned trial's value is a partial score).
-𝓔 = best validation BCA / minutes to reach it.</p>
+Test BCA 95% CI: the percentile bootstrap interval of the mean test BCA over seeds (10000 resamples, seeded;
+— with one seed). Min to best: study minutes to the best trial, summed over folds (LOSO);
+𝓔 = best validation BCA / those minutes (a study-level figure, never a mean of per-fold ones).
+alc: the area under the best-so-far curve, ALC = ∫ s(t) d(log(1 + t/t0)) / log(1 + T/t0) with t0 = 60 s and
+T the wall-minutes budget (else the search's own time), mean over seeds and folds.
+Threshold columns: study minutes to first reach the validation BCA (summed over folds), with the trial number in
+brackets; with several seeds, the median over the seeds that reached it and how many did (3/5);
+only completed trials reach a threshold or raise a best-so-far line (a pruned trial's value is a partial score).</p>
 {_tables_html(board)}
+{_comparisons_html(board)}
 <h2 id="figures">Figures</h2>
 {figures}
 </body>
@@ -108,6 +115,17 @@ def _tables_html(board: Board) -> str:
         lines += ["</tbody>", "</table></div>"]
         out.append("\n".join(lines))
     return "\n".join(out)
+
+
+def _comparisons_html(board: Board) -> str:
+    if not board.comparisons:
+        return ""
+    ths = "".join(f"<th>{_e(name)}</th>" for name in comparison_columns())
+    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in comparison_cells(comparison)) + "</tr>"
+                   for comparison in board.comparisons)
+    return (f'<h2 id="comparisons">{_e(COMPARISONS_TITLE)}</h2>\n<p class="note">{_e(COMPARISONS_NOTE)}</p>\n'
+            f'<div class="scroll"><table class="board comparisons">\n<thead><tr>{ths}</tr></thead>\n'
+            f"<tbody>{body}</tbody>\n</table></div>")
 
 
 def figure_html(plot: Plot) -> str:

@@ -13,8 +13,17 @@ them), so it never raises a best-so-far line (:func:`best_so_far`: completed tri
 only); the trials figure draws them as hollow circles, the curves figure as dashed lines
 ending in × at the epoch they were stopped after. A plot's ``marks`` count the artists it
 drew with the SVG group id ``fig-<kind>-<mark>-<i>`` (``i`` from 0): one per completed
-or pruned trial in the curves figure, one per pruned trial in the trials figure;
+or pruned trial in the curves figure, one per pruned trial in the trials figure, and in
+the anytime figure a ``mean`` line and a ``band`` per leaderboard row of several seeds;
 :func:`serbench.leaderboard.check.check_html` counts them in the markup.
+
+Anytime figure: a row of one run draws one best-so-far line per fold, as it always has;
+a row of several seeds (runs whose specs differ only in seed) draws instead the mean
+best-so-far line over its searches (seeds, and folds where there are several) on a
+common time grid (:func:`serbench.leaderboard.stats.mean_curve`: the union of their
+steps; the mean starts once every search has a completed trial, and a search holds its
+best after it ended), with a shaded band from the lowest to the highest search (min–max,
+not ± sd: with a handful of seeds the range is what was seen, an sd would be a guess).
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from serbench.leaderboard.board import Row, Run, build_rows, fmt_stat, rank
+from serbench.leaderboard.board import Row, Run, build_rows, fmt_stat, rank, seed_group_key
+from serbench.leaderboard.stats import mean_curve
 
 PLOT_KINDS = ("anytime", "trials", "curves", "hparams", "confusion", "transfer")
 
@@ -114,32 +124,64 @@ def best_so_far(trials: list) -> tuple[list[float], list[float]]:
 
 def anytime_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
     """Best-so-far validation BCA (completed trials) against study minutes: one line per
-    job (per fold), dashed lines at the thresholds."""
+    job (per fold), or for a row of several seeds their mean with a min–max band; dashed
+    lines at the thresholds."""
+    import numpy as np
+
     title = "Anytime performance: best validation BCA so far against study minutes"
     fig = _figure(10, 4.6)
+    plot = Plot("anytime", title, "", fig)
     ax = fig.add_subplot()
+    groups: dict[str, list[Run]] = {}
     for run in runs:
-        labelled = False
-        for trials in _by_fold(run).values():
-            xs, ys = best_so_far(trials)
-            ax.step(xs, ys, where="post", color=colours[run.label], marker="o", markersize=3,
-                    linewidth=1.6, label=None if labelled else run.label)
-            labelled = True
+        groups.setdefault(seed_group_key(run.result), []).append(run)
+    singles, seeded = 0, []
+    for members in groups.values():
+        if len(members) == 1:
+            run = members[0]
+            singles += 1
+            labelled = False
+            for trials in _by_fold(run).values():
+                xs, ys = best_so_far(trials)
+                ax.step(xs, ys, where="post", color=colours[run.label], marker="o", markersize=3,
+                        linewidth=1.6, label=None if labelled else run.label)
+                labelled = True
+            continue
+        curves = [best_so_far(trials) for run in members for trials in _by_fold(run).values()]
+        curve = mean_curve(curves)
+        if curve is None:
+            continue
+        colour = colours[members[0].label]
+        seeds = len({int(run.result.spec.get("seed", 0)) for run in members})
+        jobs = ", ".join(run.label for run in members) if len(members) <= 2 \
+            else f"{members[0].label} … {members[-1].label}"
+        label = f"{jobs} (mean of {seeds} seeds, band min–max)"
+        ax.fill_between(curve.grid, np.ma.masked_invalid(curve.low), np.ma.masked_invalid(curve.high), step="post",
+                        color=colour, alpha=0.2, linewidth=0, gid=plot.gid("band"))
+        ax.step(curve.grid, curve.mean, where="post", color=colour, linewidth=2.2, label=label,
+                gid=plot.gid("mean"))
+        seeded.append((label, curve.curves))
     for threshold in _thresholds(runs):
         ax.axhline(threshold, color="0.35", linestyle="--", linewidth=1)
         ax.annotate(f"threshold {threshold:g}", (0, threshold), xycoords=("axes fraction", "data"),
                     xytext=(4, 2), textcoords="offset points", va="bottom", fontsize=8, color="0.35")
     pruned = any(trial.status == "pruned" for run in runs for trial in run.result.trials)
     ax.set(xlabel="study minutes (wall clock, from the first trial)",
-           ylabel="best validation BCA so far" + (" (completed trials)" if pruned else ""),
-           ylim=(0, 1.02), title=title)
+           ylabel="best validation BCA so far" + (" (completed trials)" if pruned else ""), ylim=(0, 1.02))
+    fig.suptitle(title)  # over the whole figure: a long legend narrows the axes
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     _outside_legend(ax)
-    alt = (f"Step lines of best-so-far validation BCA against minutes for {len(runs)} job(s), "
-           f"dashed lines at thresholds {', '.join(f'{t:g}' for t in _thresholds(runs)) or 'none'}"
-           + ("; pruned trials' partial scores do not count." if pruned else "."))
-    return Plot("anytime", title, alt, fig)
+    parts = []
+    if singles:
+        parts.append(f"step lines of best-so-far validation BCA against minutes for {singles} job(s)")
+    for label, searches in seeded:
+        parts.append(f"the mean best-so-far line of {label} over {searches} searches with a shaded min–max band")
+    text = "; ".join(parts) or "no best-so-far line"
+    plot.alt = text[0].upper() + text[1:] + (
+        f", dashed lines at thresholds {', '.join(f'{t:g}' for t in _thresholds(runs)) or 'none'}"
+        + ("; pruned trials' partial scores do not count." if pruned else "."))
+    return plot
 
 
 def trials_plot(runs: list[Run], colours: dict[str, Any]) -> Plot:
