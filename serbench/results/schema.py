@@ -41,7 +41,12 @@ class TrialRecord(Record):
         "for a pruned trial its last report's; null when failed.",
     )
     val_accuracy: float | None = None
-    collapsed: bool = Field(False, description="All validation predictions in one class.")
+    collapsed: bool = Field(
+        False,
+        description="The report its value comes from said nothing about the classes: every validation "
+        "prediction in one class, or a validation BCA at or below chance, 1 / (classes present in the "
+        "validation split). The value is still the real score.",
+    )
     curve: list[EpochScore] = Field(
         default_factory=list, description="Validation BCA by epoch, as reported (pruner.report_every)."
     )

@@ -1,0 +1,92 @@
+"""Flags and counts in a result mean what they say: ``collapsed`` (one-class or chance-level
+validation predictions), a fold's ``test_classes``, transfer ``dropped`` / ``n`` on one
+population, and how much of a finite grid a search covered."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from serbench.results.metrics import chance_bca
+from serbench.spec import parse_job
+from serbench.study.events import StudyEvents
+from serbench.study.inputs import load_data
+from serbench.study.resolve import resolve_plugins
+from serbench.study.trial import Curve, Training
+
+
+class GivenPredictions(Training):
+    """A Training whose model predicts, on the validation split, the labels it is handed
+    one report after another (the thing under test is Curve's flag, not a model)."""
+
+    def __init__(self, spec, data, answers):
+        super().__init__(spec, SimpleNamespace(data=data), StudyEvents())
+        self.answers = list(answers)
+
+    def predict(self, model, clips, maxlen):
+        return np.asarray(self.answers.pop(0))
+
+
+@pytest.fixture(scope="module")
+def smoke_val():
+    """A real EmoDB validation split: the test job's fold with 8 utterances per class."""
+    import copy
+
+    from conftest import SMOKE_JOB
+
+    job = copy.deepcopy(SMOKE_JOB)
+    job["dataset"]["subset"] = {"per_class": 8}
+    spec = parse_job(job)
+    data = load_data(spec, resolve_plugins(spec), None)
+    return spec, data, data.folds[0].split.val
+
+
+def predictions(truth: np.ndarray, correct: int) -> np.ndarray:
+    """Every utterance of the first ``correct`` classes present predicted right, and each
+    other class's utterances predicted as the next of those other classes (a cycle): every
+    class is predicted, and the BCA is exactly ``correct / classes present``."""
+    present = sorted(set(truth.tolist()))
+    right, wrong = present[:correct], present[correct:]
+    assert len(wrong) >= 2
+    cycle = {c: wrong[(i + 1) % len(wrong)] for i, c in enumerate(wrong)}
+    return np.array([t if t in right else cycle[t] for t in truth.tolist()])
+
+
+def curve_of(spec, data, val, *answers):
+    curve = Curve(GivenPredictions(spec, data, answers), [data.clips[u.id] for u in val], 16000, lambda e, b: False)
+    for epoch in range(1, len(answers) + 1):
+        curve.score(None, epoch)
+    return curve
+
+
+def test_chance_level_predictions_of_every_class_are_collapsed(smoke_val):
+    spec, data, val = smoke_val
+    truth = np.array([data.clips[u.id].label for u in val])
+    k = len(set(truth.tolist()))
+    assert k == 7 and chance_bca(truth) == pytest.approx(1 / 7)
+    cases = {  # name: (predictions, their BCA, flagged)
+        "below chance, every class predicted": (predictions(truth, 0), 0.0, True),
+        "at chance, every class predicted": (predictions(truth, 1), 1 / k, True),
+        "above chance, every class predicted": (predictions(truth, 2), 2 / k, False),
+        "all one class": (np.full_like(truth, truth[0]), 1 / k, True),
+        "perfect": (truth.copy(), 1.0, False),
+    }
+    for name, (predicted, bca, flagged) in cases.items():
+        if "every class" in name:
+            assert len(set(predicted.tolist())) == k, name
+        fields = curve_of(spec, data, val, predicted).fields("ok", [0.0], None)
+        assert fields["value"] == pytest.approx(bca), name
+        assert fields["collapsed"] is flagged, name
+
+
+def test_the_records_flag_is_that_of_the_report_its_value_comes_from(smoke_val):
+    spec, data, val = smoke_val
+    truth = np.array([data.clips[u.id].label for u in val])
+    above, at_chance = predictions(truth, 2), predictions(truth, 1)
+    last = curve_of(spec, data, val, above, at_chance).fields("ok", [0.0, 0.0], None)
+    assert last["value"] == pytest.approx(1 / 7) and last["collapsed"] is True
+    best_spec = spec.model_copy(update={"objective": "best_epoch"})
+    best = curve_of(best_spec, data, val, above, at_chance).fields("ok", [0.0, 0.0], None)
+    assert best["best_epoch"] == 1 and best["value"] == pytest.approx(2 / 7) and best["collapsed"] is False
