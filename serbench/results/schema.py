@@ -154,6 +154,12 @@ class FoldResult(Record):
 
     fold: int
     test_speakers: list[str]
+    test_classes: list[str] = Field(
+        default_factory=list,
+        description="The classes present in the fold's test split, over which its test BCA is averaged (a "
+        "LOSO fold: the classes its speaker has); empty in results from before it was recorded, where "
+        "test.per_class_recall names them.",
+    )
     sizes: dict[str, int]
     speakers: dict[str, int]
     stopped_by: Literal["trials", "wall_minutes", "exhausted", "epochs"]

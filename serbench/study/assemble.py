@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from serbench import __version__
 from serbench.data.corpus import LoadedCorpus
+from serbench.data.labels import class_order
 from serbench.data.folds import Fold
 from serbench.execution.limits import limits_in_force
 from serbench.results.metrics import mean_recall, summarize
@@ -54,6 +55,7 @@ def fold_result(
     return FoldResult(
         fold=fold.index,
         test_speakers=list(fold.test_speakers),
+        test_classes=class_order({u.label for u in fold.split.test}),
         sizes=fold.split.sizes(),
         speakers={name: len({u.speaker for u in utts}) for name, utts in parts.items()},
         stopped_by=stopped_by,
