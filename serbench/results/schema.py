@@ -137,16 +137,25 @@ class TransferResult(Record):
     root: str
     labels: list[str] = Field(description="The model's classes: rows/columns of the confusion matrix.")
     label_map: dict[str, str | None]
-    n: int
+    n: int = Field(
+        description="Target utterances scored. n + dropped + not_in_model + skipped_files = the files "
+        "considered: the target's files, or with a subset the files of its population."
+    )
     bca: float
     bca_sd: float
     bca_per_fold: list[float]
     accuracy: float
     per_class_recall: dict[str, float]
     confusion_matrix: list[list[int]] = Field(description="Summed over folds.")
-    dropped: dict[str, int] = Field(description="Dropped by the label map, per target label.")
+    dropped: dict[str, int] = Field(
+        description="Dropped by the label map, per target label, counted in the population n is taken from "
+        "(with a subset: its speakers, and per label what per_class/fraction would keep)."
+    )
     not_in_model: dict[str, int] = Field(description="Mapped to a class the model was not trained on.")
-    skipped_files: list[str]
+    skipped_files: list[str] = Field(
+        description="Unusable files skipped (dataset.skip_bad_files): unreadable audio of the population, and "
+        "files whose name or label fits no scheme or map anywhere in the folder."
+    )
 
 
 class FoldResult(Record):
@@ -218,7 +227,10 @@ class DataSummary(Record):
     utterances: int
     speakers: int
     label_map: dict[str, str | None] = Field(description="Corpus label -> class; null: dropped.")
-    dropped: dict[str, int] = Field(description="Utterances dropped by the label map, per corpus label.")
+    dropped: dict[str, int] = Field(
+        description="Utterances dropped by the label map, per corpus label, counted in the population the "
+        "utterances are taken from (with a subset: its speakers, and per label what per_class/fraction would keep)."
+    )
     skipped_files: list[str] = Field(description="Unusable files skipped (dataset.skip_bad_files).")
     load_seconds: float
 

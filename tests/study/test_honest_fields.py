@@ -4,6 +4,7 @@ population, and how much of a finite grid a search covered."""
 
 from __future__ import annotations
 
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +15,7 @@ from serbench.spec import parse_job
 from serbench.study.events import StudyEvents
 from serbench.study.inputs import load_data
 from serbench.study.resolve import resolve_plugins
+from serbench.study.study import Study
 from serbench.study.trial import Curve, Training
 
 
@@ -90,3 +92,44 @@ def test_the_records_flag_is_that_of_the_report_its_value_comes_from(smoke_val):
     best_spec = spec.model_copy(update={"objective": "best_epoch"})
     best = curve_of(best_spec, data, val, above, at_chance).fields("ok", [0.0, 0.0], None)
     assert best["best_epoch"] == 1 and best["value"] == pytest.approx(2 / 7) and best["collapsed"] is False
+
+
+def test_transfer_n_dropped_not_in_model_and_skipped_add_up_to_the_files_considered(job_dict, ravdess_mini_root, tmp_path):
+    """ravdess-mini (32 files of actors 08 and 13) with one unreadable file added to Actor_08,
+    scored on actor 08 only (a target subset), by a model trained on EmoDB's speaker 08, who
+    has no disgust: every term of the sum is there, and each counts actor 08's files only."""
+    target = tmp_path / "ravdess"
+    shutil.copytree(ravdess_mini_root, target)
+    broken = target / "Actor_08" / "03-01-05-01-01-02-08.wav"  # angry: a name the scheme accepts
+    broken.write_bytes(b"not audio at all")
+    considered = sorted((target / "Actor_08").glob("*.wav"))
+    surprised = [p for p in considered if p.name.split("-")[2] == "08"]
+    disgust = [p for p in considered if p.name.split("-")[2] == "07"]
+    assert len(considered) == 17 and len(surprised) == 2 and len(disgust) == 2
+
+    job_dict["dataset"].update(subset={"speakers": ["08"], "per_class": 5}, skip_bad_files=True)
+    job_dict["budget"]["trials"] = 1
+    job_dict["transfer"] = [{"name": "ravdess", "root": str(target), "subset": {"speakers": ["08"]}}]
+    result = Study(parse_job(job_dict), tmp_path / "out").run()
+    assert "disgust" not in result.data.classes and result.data.dropped == {}
+    transfer = result.transfer["ravdess"]
+    assert transfer.dropped == {"surprised": len(surprised)}
+    assert transfer.not_in_model == {"disgust": len(disgust)}
+    assert [line.split(":")[0] for line in transfer.skipped_files] == [str(broken)]
+    assert transfer.n == sum(map(sum, transfer.confusion_matrix)) == 12
+    total = transfer.n + sum(transfer.dropped.values()) + sum(transfer.not_in_model.values()) + len(transfer.skipped_files)
+    assert total == len(considered)
+
+
+@pytest.mark.parametrize("subset, kept, dropped", [
+    (None, 28, 4),                    # the whole folder: 32 files
+    ({"fraction": 0.5}, 14, 2),       # half of each class, surprised counted as a class: 16 files
+    ({"per_class": 1}, 6, 1),         # one per class (calm and neutral are one class): 7 files
+])
+def test_dropped_is_counted_in_the_population_a_subset_takes(ravdess_mini_root, subset, kept, dropped):
+    from serbench.data.adapters.ravdess import RAVDESS
+    from serbench.data.corpus import load_corpus
+    from serbench.spec import SubsetSpec
+
+    corpus = load_corpus(RAVDESS(), ravdess_mini_root, None, SubsetSpec(**subset) if subset else None, 0, False)
+    assert len(corpus.utterances) == kept and corpus.dropped == {"surprised": dropped}

@@ -210,6 +210,7 @@ def test_transfer_scores_the_final_model_on_ravdess_through_the_label_map(job_di
     assert sum(map(sum, transfer.confusion_matrix)) == 28
     assert set(transfer.per_class_recall) == {"anger", "disgust", "fear", "happiness", "neutral", "sadness"}
     assert transfer.not_in_model == {}
+    assert transfer.n + sum(transfer.dropped.values()) + len(transfer.skipped_files) == 32
     assert 0 <= transfer.bca <= 1 and transfer.bca_per_fold == [transfer.bca]
     jsonschema.validate(result.model_dump(mode="json"), result_schema())
 
