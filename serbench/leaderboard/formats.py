@@ -17,7 +17,7 @@ from serbench.leaderboard.board import NO_PRUNER, Board, Row, Stat, cells, colum
 FORMATS = ("table", "md", "csv", "json", "html")
 
 
-def render_table(board: Board, width: int = 250) -> str:
+def render_table(board: Board, width: int = 300) -> str:
     """The rich tables as plain text, ``width`` columns wide."""
     from rich.console import Console
 
@@ -66,6 +66,8 @@ def _footer(board: Board) -> str:
             "pruned: trials the pruner stopped / trials (a best val BCA marked pruned is a partial score: "
             "no trial of that search completed); epochs spent: training epochs per search "
             "(frozen probes not counted); thresholds: mean study minutes to reach them (mean trial number)")
+    if any(row.space_size is not None for row in board.rows):
+        text += "; space covered: trials per search / configurations of its finite search space (a grid)"
     if board.loaded.skipped:
         text += f"; skipped {len(board.loaded.skipped)} invalid file(s)"
     return text
@@ -73,7 +75,7 @@ def _footer(board: Board) -> str:
 
 def csv_header(board: Board) -> list[str]:
     head = ["rank", "group", "job", "engine", "pruner", "dataset", "backbone", "protocol", "seeds", "trials",
-            "pruned", "epochs_spent", "folds", "status", "best_val_bca", "best_val_bca_sd", "best_val_pruned",
+            "space_size", "space_covered", "pruned", "epochs_spent", "folds", "status", "best_val_bca", "best_val_bca_sd", "best_val_pruned",
             "test_bca", "test_bca_sd", "minutes_to_best", "efficiency"]
     for t in board.thresholds:
         head += [f"minutes_to_{t:g}", f"trial_to_{t:g}", f"reached_{t:g}"]
@@ -96,7 +98,8 @@ def render_csv(board: Board) -> str:
 def _csv_row(board: Board, position: int, group: str, row: Row) -> list[object]:
     pruner = "" if row.pruner == NO_PRUNER else row.pruner
     out: list[object] = [position, group, row.label, row.engine, pruner, row.dataset, row.backbone, row.protocol,
-                         len(set(row.seeds)), _whole(row.trials), _whole(row.pruned), _mean(row.epochs_spent),
+                         len(set(row.seeds)), _whole(row.trials), _blank(row.space_size), _num(row.space_covered),
+                         _whole(row.pruned), _mean(row.epochs_spent),
                          row.folds, row.status]
     out += [*_pair(row.best_val), row.best_pruned, *_pair(row.test), _mean(row.minutes_to_best),
             _mean(row.efficiency)]
@@ -120,6 +123,10 @@ def _mean(value: Stat | None) -> object:
 
 def _whole(value: float) -> object:
     return int(value) if float(value).is_integer() else value
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
 
 
 def _num(value: float | None) -> object:

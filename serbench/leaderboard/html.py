@@ -69,6 +69,7 @@ Pruner: what stopped unpromising trials (engine:NAME when the engine's own libra
 pruned: trials it stopped / trials; epochs spent: training epochs of a search's trials (mean over searches,
 frozen probes not counted; — in results from before pruners); a best val BCA marked (pruned) is a pruned trial's
 partial score, in searches where no trial completed.
+Space covered: for a finite search space (a grid), trials per search / its configurations (— for sampled spaces).
 Threshold columns: mean study minutes to first reach the validation BCA, with the mean trial number in brackets;
 only completed trials reach a threshold or raise a best-so-far line (a pruned trial's value is a partial score).
 𝓔 = best validation BCA / minutes to reach it.</p>

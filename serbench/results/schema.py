@@ -174,6 +174,17 @@ class FoldResult(Record):
     stopped_by: Literal["trials", "wall_minutes", "exhausted", "epochs"]
     epochs_spent: int = Field(0, ge=0, description="Epochs the fold's trials trained (budget.epochs counts them).")
     pruned: int = Field(0, ge=0, description="Trials the pruner stopped.")
+    trials_run: int | None = Field(
+        None, ge=0, description="Search trials of this fold (ok, pruned and failed); null in results from before it "
+        "was recorded."
+    )
+    search_space_size: int | None = Field(
+        None,
+        ge=1,
+        description="Configurations in the engine's space when it is a finite one it walks through (grid: the "
+        "grid's size; Engine.space_size()), so trials_run / search_space_size is the share of it the search "
+        "covered; null for sampled spaces and in older results.",
+    )
     best: Best | None
     thresholds: list[ThresholdHit]
     final_params: dict[str, Any] | None = Field(None, description="All hyperparameters of the final model.")

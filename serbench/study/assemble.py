@@ -50,6 +50,7 @@ def fold_result(
     thresholds: list[float],
     final_seconds: float,
     epochs_spent: int = 0,
+    space_size: int | None = None,
 ) -> FoldResult:
     parts = {"train": fold.split.train, "val": fold.split.val, "test": fold.split.test}
     return FoldResult(
@@ -61,6 +62,8 @@ def fold_result(
         stopped_by=stopped_by,
         epochs_spent=epochs_spent,
         pruned=sum(t.status == "pruned" for t in trials),
+        trials_run=len(trials),
+        search_space_size=space_size,
         best=best,
         thresholds=threshold_hits(trials, thresholds),
         final_params=final.params if final is not None else None,

@@ -133,3 +133,37 @@ def test_dropped_is_counted_in_the_population_a_subset_takes(ravdess_mini_root, 
 
     corpus = load_corpus(RAVDESS(), ravdess_mini_root, None, SubsetSpec(**subset) if subset else None, 0, False)
     assert len(corpus.utterances) == kept and corpus.dropped == {"surprised": dropped}
+
+
+def test_a_grid_search_records_its_grid_and_the_board_shows_how_much_of_it_ran(cli, job_dict, tmp_path):
+    """A real grid study whose budget (3) goes past its grid (lr at 1 point x 2 maxlen
+    values = 2 configurations): result.json records the grid's size and the trials run,
+    and every leaderboard format shows 2/2 (100%)."""
+    import csv
+    import io
+    import json
+
+    from serbench.engines.grid_search import GridSearch
+
+    job_dict.update(name="grid_covered", engine={"name": "grid", "options": {"grid_points": 1}})
+    job_dict["training"].update(epochs=1, unfreeze=2)
+    job_dict["search_space"] = {"lr": job_dict["search_space"]["lr"], "maxlen": {"type": "choice", "values": [16000, 24000]}}
+    job_dict["budget"]["trials"] = 3
+    spec = parse_job(job_dict)
+    grid = GridSearch(spec.search_space, spec.seed, GridSearch.Options(grid_points=1))
+    assert grid.space_size() == len(grid.configurations()) == 2
+    result = Study(spec, tmp_path / "results" / "grid_covered").run()
+    (fold,) = result.folds
+    assert result.stopped_by == "exhausted" and len(result.trials) == 2
+    assert fold.search_space_size == 2 and fold.trials_run == 2
+
+    root = tmp_path / "results"
+    board = json.loads(cli("leaderboard", root, "--format", "json")[1])
+    (row,) = board["groups"][0]["rows"]
+    assert (row["space_size"], row["space_trials"], row["space_covered"]) == (2, 2, 1.0)
+    (line,) = csv.DictReader(io.StringIO(cli("leaderboard", root, "--format", "csv")[1]))
+    assert (line["space_size"], float(line["space_covered"])) == ("2", 1.0)
+    for form in ("table", "md", "html"):
+        code, out, err = cli("leaderboard", root, "--format", form)
+        assert code == 0, err
+        assert "space covered" in out and "2/2 (100%)" in out, form
