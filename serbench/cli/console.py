@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from serbench.results.schema import Result, TrialRecord
+from serbench.results.schema import FoldResult, Result, TrialRecord
 from serbench.study.events import Stage, StudyEvents
 
 
@@ -88,6 +88,18 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def fold_score(fold: FoldResult, classes: list[str]) -> str:
+    """``08: 0.927 (6 of 7 classes: no disgust)``: a fold's test BCA and, when its test
+    split lacks some of the model's classes, over which classes it is averaged."""
+    name = "+".join(fold.test_speakers) or f"fold {fold.fold}"
+    if fold.test is None:
+        return f"{name}: no test score"
+    present = fold.test_classes or list(fold.test.per_class_recall)
+    missing = [c for c in classes if c not in present]
+    over = f" ({len(present)} of {len(classes)} classes: no {', '.join(missing)})" if missing else ""
+    return f"{name}: {fold.test.bca:.3f}{over}"
+
+
 def print_summary(result: Result, out_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"job {result.job}", show_header=False)
@@ -113,6 +125,7 @@ def print_summary(result: Result, out_dir: Path, console: Console | None = None)
         table.add_row(
             "test BCA", f"{summary.bca_mean:.4f} ± {summary.bca_sd:.4f} over {summary.n_folds} folds"
         )
+        table.add_row("test BCA per fold", "; ".join(fold_score(fold, result.data.classes) for fold in result.folds))
     for name, transfer in result.transfer.items():
         table.add_row(f"transfer {name}", f"BCA {transfer.bca:.4f} (n={transfer.n}, dropped {transfer.dropped})")
     table.add_row("wall time", f"{result.wall_seconds:.1f} s")

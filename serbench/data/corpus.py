@@ -1,5 +1,10 @@
 """A corpus made ready for a study: scanned, relabelled, subset, audio loaded.
 
+What the label map drops is counted in the population the subset takes its utterances
+from (:func:`dropped_in_subset`), so that utterances kept, dropped and unreadable account
+for the same files. Files whose name or label does not fit the corpus's scheme or map
+are skipped (or refused) for the whole folder, subset or not.
+
 Files that cannot be used (a name outside the corpus's scheme, a label the map does not
 know, audio that cannot be read or is too short) stop loading with a one-line
 ``DataError`` naming the first of them, unless the job says to skip them; skipped files
@@ -18,7 +23,7 @@ from serbench.data.base import BadFile, Clip, DatasetAdapter, Utterance
 from serbench.data.audio import load_audio
 from serbench.errors import DataError
 from serbench.data.labels import identity_map, map_labels
-from serbench.data.folds import take_subset
+from serbench.data.folds import subset_count, take_subset
 from serbench.spec import SubsetSpec
 
 MIN_SAMPLES = 1600  # 0.1 s at 16 kHz
@@ -59,6 +64,7 @@ def load_corpus(
     mapped = map_labels(scan.utterances, used_map)
     skipped = _allowed(scan.bad + mapped.unknown, root, skip_bad_files)
     utterances = take_subset(mapped.utterances, subset, seed)
+    dropped = dropped_in_subset(scan.utterances, used_map, subset)
     stage(f"loading {len(utterances)} {adapter.name} utterances")
     started = time.perf_counter()
     clips, unreadable = {}, []
@@ -74,10 +80,26 @@ def load_corpus(
         utterances=[u for u in utterances if u.id in clips],
         clips=clips,
         label_map=used_map,
-        dropped=mapped.dropped,
+        dropped=dropped,
         skipped=skipped,
         load_seconds=time.perf_counter() - started,
     )
+
+
+def dropped_in_subset(
+    utterances: list[Utterance], label_map: dict[str, str | None], subset: SubsetSpec | None
+) -> dict[str, int]:
+    """Utterances the label map drops, per corpus label, counted in the population the
+    corpus's utterances are taken from: with a subset, only its ``speakers``, and of each
+    dropped label what ``per_class`` / ``fraction`` would keep of a class that size (a
+    dropped label counts as a class of its own). So ``dropped`` and the utterances kept
+    describe the same files: without a subset, every file of the corpus."""
+    counts: dict[str, int] = {}
+    speakers = set(subset.speakers) if subset is not None and subset.speakers is not None else None
+    for utt in utterances:
+        if utt.label in label_map and label_map[utt.label] is None and (speakers is None or utt.speaker in speakers):
+            counts[utt.label] = counts.get(utt.label, 0) + 1
+    return {label: subset_count(count, subset) for label, count in sorted(counts.items())}
 
 
 def load_clip(utt: Utterance) -> Clip:

@@ -67,13 +67,20 @@ def take_subset(utterances: list[Utterance], subset: SubsetSpec | None, seed: in
     for label in sorted(by_label):
         indices = np.array(by_label[label])
         rng.shuffle(indices)
-        count = len(indices)
-        if subset.fraction is not None:
-            count = max(1, round(count * subset.fraction))
-        if subset.per_class is not None:
-            count = min(count, subset.per_class)
-        keep.extend(indices[:count].tolist())
+        keep.extend(indices[:subset_count(len(indices), subset)].tolist())
     return [utterances[i] for i in sorted(keep)]
+
+
+def subset_count(count: int, subset: SubsetSpec | None) -> int:
+    """How many of a class's ``count`` utterances (of the subset's speakers) the subset
+    keeps: a ``fraction`` (rounded, at least one), at most ``per_class``."""
+    if subset is None:
+        return count
+    if subset.fraction is not None:
+        count = max(1, round(count * subset.fraction))
+    if subset.per_class is not None:
+        count = min(count, subset.per_class)
+    return count
 
 
 def holdout_split(utterances: list[Utterance], protocol: HoldoutProtocol, seed: int) -> Split:

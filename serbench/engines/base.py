@@ -168,6 +168,13 @@ class Engine(ABC):
         after ``step`` and return True when the library says stop it now."""
         raise NotImplementedError(f"engine {self.name!r} does not prune by itself")
 
+    def space_size(self) -> int | None:
+        """How many distinct configurations the engine can ask for, when that is a finite
+        number it walks through (a grid: its size); None (the default) for a space it
+        samples. ``result.json`` records it per fold, so a board can say how much of the
+        space a search covered."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state from which ``load_state_dict`` restores the engine."""
         return {}

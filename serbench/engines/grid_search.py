@@ -12,6 +12,9 @@ Asking past the end of the grid raises ``GridExhausted`` (a ``SearchExhausted``)
 study stops its search there, with ``stopped_by: exhausted``, and goes on to the final
 model; the grid never wraps around to repeat configurations.
 
+``space_size()`` is the grid's size, which ``result.json`` records per fold
+(``search_space_size``) so the leaderboard can show how much of the grid a search ran.
+
 The engine keeps no state: a trial's configuration depends only on its number, so
 replay and ``state_dict`` are trivial and exact. With trials pending, the next trial is
 the next unvisited point of the grid (no two trials share a point), and tells may come
@@ -84,6 +87,10 @@ class GridSearch(Engine):
             position, digit = divmod(position, len(values))
             params[key] = values[digit]
         return {key: params[key] for key in self.keys}
+
+    def space_size(self) -> int:
+        """The grid's size: the configurations a search can visit, each once."""
+        return self.size
 
     def tell(self, number: int, outcome: Outcome) -> None:
         """Grid search ignores outcomes (scores, failures, pruned trials alike)."""

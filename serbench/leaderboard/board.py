@@ -37,6 +37,8 @@ Contract:
   are compared on test BCA paired by seed (:func:`serbench.leaderboard.stats.paired_test`:
   Wilcoxon for two engines, Friedman with average ranks for more), over the seeds they
   share; fewer than two shared seeds say "not enough paired seeds".
+- A row whose searches record a finite search space (a grid: ``search_space_size``)
+  says how much of it they ran (``space covered``: mean trials per search / its size).
 - :func:`rank` orders rows by test BCA (descending, missing last), then best validation
   BCA, then job label; :func:`group_rows` splits them under a heading per ``--by`` key.
 """
@@ -207,6 +209,13 @@ class Row:
     transfer: dict[str, Stat] = field(default_factory=dict)
     searches: list[Search] = field(default_factory=list, repr=False)
     runs: list[Run] = field(default_factory=list, repr=False)
+    space_size: int | None = None  # configurations of a finite search space (a grid), when recorded
+    space_trials: float | None = None  # with space_size: mean trials per search
+
+    @property
+    def space_covered(self) -> float | None:
+        """The share of a finite search space a search ran (mean over searches)."""
+        return None if self.space_size is None or self.space_trials is None else self.space_trials / self.space_size
 
     def key(self, by: str) -> str:
         return getattr(self, by)
@@ -256,6 +265,9 @@ class Row:
             ],
             "transfer_bca": {target: stat(value) for target, value in self.transfer.items()},
             "searches": [search.as_json() for search in self.searches],
+            "space_size": self.space_size,
+            "space_trials": self.space_trials,
+            "space_covered": self.space_covered,
         }
 
 
@@ -343,7 +355,18 @@ def _row(runs: list[Run]) -> Row:
         transfer=_transfer(runs),
         searches=searches,
         runs=runs,
+        **_space(runs),
     )
+
+
+def _space(runs: list[Run]) -> dict[str, Any]:
+    """``space_size`` and ``space_trials`` when every search of the row records a finite
+    space of one size (a grid's: the seed only reorders it); else nothing."""
+    folds = [fold for run in runs for fold in run.result.folds]
+    sizes = {fold.search_space_size for fold in folds}
+    if len(sizes) != 1 or None in sizes or any(fold.trials_run is None for fold in folds):
+        return {}
+    return {"space_size": sizes.pop(), "space_trials": statistics.fmean(fold.trials_run for fold in folds)}
 
 
 def _seed(run: Run) -> int:
@@ -574,7 +597,7 @@ def make_board(root: Path, by: str | None = None) -> Board:
 def columns(board: Board) -> list[str]:
     """Column headings, in order (shared by every format)."""
     head = ["rank", "job", "engine", "pruner", "dataset", "backbone", "protocol", "seeds", "trials",
-            "pruned", "epochs spent", "best val BCA", "test BCA", "test BCA 95% CI", "min to best",
+            "space covered", "pruned", "epochs spent", "best val BCA", "test BCA", "test BCA 95% CI", "min to best",
             "𝓔 (BCA/min)", "alc"]
     head += [f"≥{t:g} min (trial)" for t in board.thresholds]
     head += [f"{target} BCA" for target in board.targets]
@@ -584,7 +607,7 @@ def columns(board: Board) -> list[str]:
 def cells(board: Board, position: int, row: Row) -> list[str]:
     """Display strings for one row (3 decimals for BCA and ALC, 2 for minutes)."""
     out = [str(position), row.label, row.engine, row.pruner, row.dataset, row.backbone, row.protocol,
-           str(len(set(row.seeds))), _number(row.trials, 1), fmt_pruned(row),
+           str(len(set(row.seeds))), _number(row.trials, 1), fmt_space(row), fmt_pruned(row),
            _number(row.epochs_spent.mean if row.epochs_spent else None, 1), fmt_best(row), fmt_stat(row.test),
            fmt_ci(row.test_ci), fmt_stat(row.minutes_to_best, 2, sd=False), fmt_stat(row.efficiency, 2, sd=False),
            fmt_stat(row.alc, sd=False)]
@@ -638,6 +661,16 @@ def fmt_best(row: Row) -> str:
         share = "" if row.best_pruned == row.best_val.n else f"{row.best_pruned}/{row.best_val.n} "
         text += f" ({share}pruned)"
     return text
+
+
+def fmt_space(row: Row) -> str:
+    """How much of a finite search space (a grid) a search ran: ``15/108 (14%)`` (mean
+    trials per search / configurations); ``—`` for sampled spaces."""
+    if row.space_covered is None:
+        return "—"
+    percent = 100 * row.space_covered
+    share = f"{math.floor(percent + 0.5)}%" if percent >= 1 or percent == 0 else f"{percent:.2g}%"
+    return f"{_number(row.space_trials, 1)}/{row.space_size} ({share})"
 
 
 def fmt_pruned(row: Row) -> str:

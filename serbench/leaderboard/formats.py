@@ -105,6 +105,8 @@ def _footer(board: Board) -> str:
             "alc: area under the best-so-far curve on a log time axis (t0 = 60 s); thresholds: study minutes "
             "to reach them summed over folds (trial number), with several seeds the median over the seeds "
             "that reached it (seeds that did / seeds)")
+    if any(row.space_size is not None for row in board.rows):
+        text += "; space covered: trials per search / configurations of its finite search space (a grid)"
     if board.loaded.skipped:
         text += f"; skipped {len(board.loaded.skipped)} invalid file(s)"
     return text
@@ -112,9 +114,9 @@ def _footer(board: Board) -> str:
 
 def csv_header(board: Board) -> list[str]:
     head = ["rank", "group", "job", "engine", "pruner", "dataset", "backbone", "protocol", "seeds", "trials",
-            "pruned", "epochs_spent", "folds", "status", "best_val_bca", "best_val_bca_sd", "best_val_pruned",
-            "test_bca", "test_bca_sd", "test_bca_ci_low", "test_bca_ci_high", "minutes_to_best", "efficiency",
-            "alc", "alc_sd"]
+            "space_size", "space_covered", "pruned", "epochs_spent", "folds", "status", "best_val_bca",
+            "best_val_bca_sd", "best_val_pruned", "test_bca", "test_bca_sd", "test_bca_ci_low", "test_bca_ci_high",
+            "minutes_to_best", "efficiency", "alc", "alc_sd"]
     for t in board.thresholds:
         head += [f"minutes_to_{t:g}", f"trial_to_{t:g}", f"reached_{t:g}", f"efficiency_to_{t:g}"]
     for target in board.targets:
@@ -136,7 +138,8 @@ def render_csv(board: Board) -> str:
 def _csv_row(board: Board, position: int, group: str, row: Row) -> list[object]:
     pruner = "" if row.pruner == NO_PRUNER else row.pruner
     out: list[object] = [position, group, row.label, row.engine, pruner, row.dataset, row.backbone, row.protocol,
-                         len(set(row.seeds)), _whole(row.trials), _whole(row.pruned), _mean(row.epochs_spent),
+                         len(set(row.seeds)), _whole(row.trials), _blank(row.space_size), _num(row.space_covered),
+                         _whole(row.pruned), _mean(row.epochs_spent),
                          row.folds, row.status]
     ci = row.test_ci
     out += [*_pair(row.best_val), row.best_pruned, *_pair(row.test), *((_num(ci.low), _num(ci.high)) if ci else ("", "")),
@@ -162,6 +165,10 @@ def _mean(value: Stat | None) -> object:
 
 def _whole(value: float) -> object:
     return int(value) if float(value).is_integer() else value
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
 
 
 def _num(value: float | None) -> object:

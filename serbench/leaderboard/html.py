@@ -70,6 +70,7 @@ Pruner: what stopped unpromising trials (engine:NAME when the engine's own libra
 pruned: trials it stopped / trials; epochs spent: training epochs of a search's trials (mean over searches,
 frozen probes not counted; — in results from before pruners); a best val BCA marked (pruned) is a pruned trial's
 partial score, in searches where no trial completed.
+Space covered: for a finite search space (a grid), trials per search / its configurations (— for sampled spaces).
 Test BCA 95% CI: the percentile bootstrap interval of the mean test BCA over seeds (10000 resamples, seeded;
 — with one seed). Min to best: study minutes to the best trial, summed over folds (LOSO);
 𝓔 = best validation BCA / those minutes (a study-level figure, never a mean of per-fold ones).

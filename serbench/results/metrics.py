@@ -1,7 +1,8 @@
 """Scores of a final model: on its test split, over folds, and on transfer targets.
 
 BCA (balanced class accuracy) is the mean per-class recall over the classes the scored
-set contains; it is what the paper reports and what the search optimises.
+set contains; it is what the paper reports and what the search optimises. Chance is
+``1 / (classes present)``: what predicting one class for everything, or guessing, scores.
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ def score_predictions(truth: np.ndarray, predicted: np.ndarray, classes: list[st
         per_class_recall={classes[i]: float(r) for i, r in zip(present, recalls)},
         confusion_matrix=confusion_matrix(truth, predicted, labels=list(range(len(classes)))).tolist(),
     ) if len(truth) else _empty(len(classes))
+
+
+def chance_bca(truth: np.ndarray) -> float:
+    """The BCA of a predictor that knows nothing: 1 / (classes present in ``truth``)."""
+    present = len(set(truth.tolist()))
+    return 1.0 / present if present else 1.0
+
+
+def is_collapsed(truth: np.ndarray, predicted: np.ndarray, bca: float) -> bool:
+    """Whether scored predictions carry no information about the classes: every
+    prediction in one class, or a BCA at or below chance (``chance_bca(truth)``, with a
+    1e-9 allowance for the rounding of the recalls' mean)."""
+    return len(set(predicted.tolist())) <= 1 or bca <= chance_bca(truth) + 1e-9
 
 
 def _empty(n_classes: int) -> TransferScore:

@@ -41,7 +41,12 @@ class TrialRecord(Record):
         "for a pruned trial its last report's; null when failed.",
     )
     val_accuracy: float | None = None
-    collapsed: bool = Field(False, description="All validation predictions in one class.")
+    collapsed: bool = Field(
+        False,
+        description="The report its value comes from said nothing about the classes: every validation "
+        "prediction in one class, or a validation BCA at or below chance, 1 / (classes present in the "
+        "validation split). The value is still the real score.",
+    )
     curve: list[EpochScore] = Field(
         default_factory=list, description="Validation BCA by epoch, as reported (pruner.report_every)."
     )
@@ -132,16 +137,25 @@ class TransferResult(Record):
     root: str
     labels: list[str] = Field(description="The model's classes: rows/columns of the confusion matrix.")
     label_map: dict[str, str | None]
-    n: int
+    n: int = Field(
+        description="Target utterances scored. n + dropped + not_in_model + skipped_files = the files "
+        "considered: the target's files, or with a subset the files of its population."
+    )
     bca: float
     bca_sd: float
     bca_per_fold: list[float]
     accuracy: float
     per_class_recall: dict[str, float]
     confusion_matrix: list[list[int]] = Field(description="Summed over folds.")
-    dropped: dict[str, int] = Field(description="Dropped by the label map, per target label.")
+    dropped: dict[str, int] = Field(
+        description="Dropped by the label map, per target label, counted in the population n is taken from "
+        "(with a subset: its speakers, and per label what per_class/fraction would keep)."
+    )
     not_in_model: dict[str, int] = Field(description="Mapped to a class the model was not trained on.")
-    skipped_files: list[str]
+    skipped_files: list[str] = Field(
+        description="Unusable files skipped (dataset.skip_bad_files): unreadable audio of the population, and "
+        "files whose name or label fits no scheme or map anywhere in the folder."
+    )
 
 
 class FoldResult(Record):
@@ -149,11 +163,28 @@ class FoldResult(Record):
 
     fold: int
     test_speakers: list[str]
+    test_classes: list[str] = Field(
+        default_factory=list,
+        description="The classes present in the fold's test split, over which its test BCA is averaged (a "
+        "LOSO fold: the classes its speaker has); empty in results from before it was recorded, where "
+        "test.per_class_recall names them.",
+    )
     sizes: dict[str, int]
     speakers: dict[str, int]
     stopped_by: Literal["trials", "wall_minutes", "exhausted", "epochs"]
     epochs_spent: int = Field(0, ge=0, description="Epochs the fold's trials trained (budget.epochs counts them).")
     pruned: int = Field(0, ge=0, description="Trials the pruner stopped.")
+    trials_run: int | None = Field(
+        None, ge=0, description="Search trials of this fold (ok, pruned and failed); null in results from before it "
+        "was recorded."
+    )
+    search_space_size: int | None = Field(
+        None,
+        ge=1,
+        description="Configurations in the engine's space when it is a finite one it walks through (grid: the "
+        "grid's size; Engine.space_size()), so trials_run / search_space_size is the share of it the search "
+        "covered; null for sampled spaces and in older results.",
+    )
     best: Best | None
     thresholds: list[ThresholdHit]
     final_params: dict[str, Any] | None = Field(None, description="All hyperparameters of the final model.")
@@ -207,7 +238,10 @@ class DataSummary(Record):
     utterances: int
     speakers: int
     label_map: dict[str, str | None] = Field(description="Corpus label -> class; null: dropped.")
-    dropped: dict[str, int] = Field(description="Utterances dropped by the label map, per corpus label.")
+    dropped: dict[str, int] = Field(
+        description="Utterances dropped by the label map, per corpus label, counted in the population the "
+        "utterances are taken from (with a subset: its speakers, and per label what per_class/fraction would keep)."
+    )
     skipped_files: list[str] = Field(description="Unusable files skipped (dataset.skip_bad_files).")
     load_seconds: float
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from serbench import __version__
 from serbench.data.corpus import LoadedCorpus
+from serbench.data.labels import class_order
 from serbench.data.folds import Fold
 from serbench.execution.limits import limits_in_force
 from serbench.results.metrics import mean_recall, summarize
@@ -49,16 +50,20 @@ def fold_result(
     thresholds: list[float],
     final_seconds: float,
     epochs_spent: int = 0,
+    space_size: int | None = None,
 ) -> FoldResult:
     parts = {"train": fold.split.train, "val": fold.split.val, "test": fold.split.test}
     return FoldResult(
         fold=fold.index,
         test_speakers=list(fold.test_speakers),
+        test_classes=class_order({u.label for u in fold.split.test}),
         sizes=fold.split.sizes(),
         speakers={name: len({u.speaker for u in utts}) for name, utts in parts.items()},
         stopped_by=stopped_by,
         epochs_spent=epochs_spent,
         pruned=sum(t.status == "pruned" for t in trials),
+        trials_run=len(trials),
+        search_space_size=space_size,
         best=best,
         thresholds=threshold_hits(trials, thresholds),
         final_params=final.params if final is not None else None,

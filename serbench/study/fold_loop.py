@@ -79,7 +79,7 @@ class FoldLoop:
             search, final = progress.search, progress.final
             result = fold_result(
                 fold, search.trials, search.stop_reason, progress.best, final, self.spec.thresholds,
-                progress.final_seconds, search.epochs_spent(),
+                progress.final_seconds, search.epochs_spent(), search.engine.space_size(),
             )
             runs.append(FoldRun(result, search.trials, final.transfer if final is not None else [], final))
         return runs

@@ -28,7 +28,7 @@ import numpy as np
 from serbench.data.base import Utterance
 from serbench.data.corpus import LoadedCorpus
 from serbench.data.folds import Fold
-from serbench.results.metrics import evaluate, score_predictions
+from serbench.results.metrics import evaluate, is_collapsed, score_predictions
 from serbench.results.schema import Best, Evaluation, TransferScore
 from serbench.spec import JobSpec
 from serbench.study.events import Stage, StudyEvents
@@ -65,7 +65,9 @@ def search_splits(spec: JobSpec, fold: Fold) -> tuple[list[Utterance], list[Utte
 
 class Curve:
     """A search trial's validation reports: scored models, the pruner's say, the record
-    fields they add up to."""
+    fields they add up to. A report is *collapsed* when its predictions are all one class
+    or its BCA is at or below chance, 1 / (classes present in the validation split)
+    (:func:`serbench.results.metrics.is_collapsed`); the record's flag is its value's report's."""
 
     def __init__(self, training: "Training", val: list, maxlen: int, report: Callable[[int, float], bool]):
         self.training = training
@@ -79,7 +81,7 @@ class Curve:
         """Score ``model`` after ``epoch`` epochs and report it; True: the pruner stops the trial."""
         predicted = self.training.predict(model, self.val, self.maxlen)
         score = score_predictions(self.truth, predicted, self.training.inputs.data.classes)
-        self.points.append((epoch, score, len(set(predicted.tolist())) == 1))
+        self.points.append((epoch, score, is_collapsed(self.truth, predicted, score.bca)))
         return bool(self.report(epoch, score.bca))
 
     def fields(self, status: str, losses: list[float], probe_s: float | None) -> dict[str, Any]:

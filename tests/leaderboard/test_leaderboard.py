@@ -96,6 +96,23 @@ def test_seeds_of_one_spec_share_a_row_with_mean_sd_and_count(cli, results_dir, 
     assert grid["backbone"] == "whisper:openai/whisper-tiny.en" and grid["trials"] == 2
 
 
+def test_grid_rows_show_how_much_of_the_grid_their_searches_ran(cli, results_dir, results):
+    """The grid run: lr and epochs and unfreeze at 2 points each, 2 maxlen values = 16
+    configurations, of which its budget ran 2; the random rows sample, and say nothing."""
+    fold = results[GRID].folds[0]
+    assert fold.search_space_size == 16 and fold.trials_run == len(results[GRID].trials) == 2
+    assert all(f.search_space_size is None and f.trials_run == 2 for name in RANDOM for f in results[name].folds)
+    rows = _rows(_board_json(cli, results_dir))
+    assert (rows[GRID]["space_size"], rows[GRID]["space_trials"], rows[GRID]["space_covered"]) == (16, 2, 0.125)
+    assert rows[", ".join(RANDOM)]["space_size"] is None and rows[", ".join(RANDOM)]["space_covered"] is None
+    for form in ("table", "md", "html"):
+        out = cli("leaderboard", results_dir, "--format", form)[1]
+        assert "space covered" in out and "2/16 (13%)" in out, form
+    lines = {line["job"]: line for line in csv.DictReader(io.StringIO(cli("leaderboard", results_dir, "--format", "csv")[1]))}
+    assert (lines[GRID]["space_size"], float(lines[GRID]["space_covered"])) == ("16", 0.125)
+    assert (lines[", ".join(RANDOM)]["space_size"], lines[", ".join(RANDOM)]["space_covered"]) == ("", "")
+
+
 def test_rows_rank_by_test_then_validation_bca(cli, results_dir):
     rows = _board_json(cli, results_dir)["groups"][0]["rows"]
     keys = [(row["test_bca"]["mean"], row["best_val_bca"]["mean"]) for row in rows]

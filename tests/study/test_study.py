@@ -1,11 +1,14 @@
 """A real study end to end: YAML job -> trials.jsonl + schema-valid result.json."""
 
+import io
 import json
 
 import jsonschema
 import pytest
+from rich.console import Console
 
 from serbench import hookimpl
+from serbench.cli.console import print_summary
 from serbench.engines.base import Engine, NotReady, Outcome
 from serbench.errors import PluginError
 from serbench.plugin.registry import Registry, load_plugins
@@ -184,6 +187,15 @@ def test_loso_study_reports_folds_mean_and_sd(job_dict, tmp_path):
     assert [t.fold for t in result.trials] == [0, 1]
     for fold in result.folds:
         assert fold.speakers == {"train": 2, "val": 2, "test": 1}
+        assert fold.test.n == fold.sizes["test"]
+        # A fold's BCA is over the classes its test speaker has: EmoDB's speaker 08 has no disgust.
+        assert list(fold.test.per_class_recall) == fold.test_classes
+    assert result.folds[0].test_classes == result.data.classes and len(result.data.classes) == 7
+    assert result.folds[1].test_classes == [c for c in result.data.classes if c != "disgust"]
+    console = Console(file=io.StringIO(), width=400)
+    print_summary(result, tmp_path, console)
+    summary_text = console.file.getvalue()
+    assert f"03: {result.folds[0].test.bca:.3f}; 08: {result.folds[1].test.bca:.3f} (6 of 7 classes: no disgust)" in summary_text
     jsonschema.validate(result.model_dump(mode="json"), result_schema())
 
 
@@ -198,6 +210,7 @@ def test_transfer_scores_the_final_model_on_ravdess_through_the_label_map(job_di
     assert sum(map(sum, transfer.confusion_matrix)) == 28
     assert set(transfer.per_class_recall) == {"anger", "disgust", "fear", "happiness", "neutral", "sadness"}
     assert transfer.not_in_model == {}
+    assert transfer.n + sum(transfer.dropped.values()) + len(transfer.skipped_files) == 32
     assert 0 <= transfer.bca <= 1 and transfer.bca_per_fold == [transfer.bca]
     jsonschema.validate(result.model_dump(mode="json"), result_schema())
 
