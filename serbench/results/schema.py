@@ -131,9 +131,20 @@ class TransferScore(Record):
 
 
 class TransferResult(Record):
-    """Zero-shot scores on one target corpus (mean over folds where there are several)."""
+    """Scores on one target corpus in one ``adapt`` mode (mean over folds where there are
+    several): zero-shot, or after unsupervised test-time adaptation."""
 
     target: str
+    adapt: Literal["none", "corpus", "speaker"] = Field(
+        "none",
+        description="Test-time adaptation: none (zero-shot), corpus or speaker (the feature standardisation "
+        "re-fitted on the target's unlabelled features, pooled or per speaker).",
+    )
+    uses_target_audio: bool = Field(
+        False,
+        description="True when the scores used the target's unlabelled audio before predicting it "
+        "(transductive: adapt corpus or speaker).",
+    )
     root: str
     labels: list[str] = Field(description="The model's classes: rows/columns of the confusion matrix.")
     label_map: dict[str, str | None]

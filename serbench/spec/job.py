@@ -118,6 +118,21 @@ class TransferTarget(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict, description="Options of the adapter.")
     label_map: dict[str, str | None] | None = None
     subset: SubsetSpec | None = None
+    adapt: list[Literal["none", "corpus", "speaker"]] = Field(
+        default_factory=lambda: ["none"],
+        min_length=1,
+        description="Test-time adaptation modes, each scored as its own result: none (zero-shot, key "
+        "<name>), corpus (the feature standardisation re-fitted on the target's pooled unlabelled "
+        "features, key <name>+adapt:corpus), speaker (re-fitted per target speaker, key "
+        "<name>+adapt:speaker). corpus and speaker use the target's unlabelled audio (transductive).",
+    )
+
+    @field_validator("adapt")
+    @classmethod
+    def _distinct_modes(cls, modes: list[str]) -> list[str]:
+        if len(set(modes)) != len(modes):
+            raise ValueError("adapt lists a mode twice")
+        return modes
 
 
 class DatasetSpec(StrictModel):

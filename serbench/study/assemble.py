@@ -32,7 +32,7 @@ from serbench.results.schema import (
 )
 from serbench.results.summary import threshold_hits
 from serbench.spec import JobSpec, TransferTarget
-from serbench.study.inputs import Data, Inputs
+from serbench.study.inputs import Data, Inputs, transfer_runs
 from serbench.study.output import now
 from serbench.study.resolve import Plugins
 
@@ -124,9 +124,10 @@ def study_result(
 def transfer_results(
     targets: list[tuple[TransferTarget, LoadedCorpus]], classes: list[str], per_fold: list[list[TransferScore]]
 ) -> dict[str, TransferResult]:
-    """Each target's scores over the folds that had a final model."""
+    """Each transfer result's scores (a target in one ``adapt`` mode, keyed as
+    :func:`~serbench.study.inputs.transfer_runs` says) over the folds that had a final model."""
     results = {}
-    for index, (target, corpus) in enumerate(targets):
+    for index, (key, target, corpus, mode) in enumerate(transfer_runs(targets)):
         scores = [fold_scores[index] for fold_scores in per_fold]
         if not scores:
             continue
@@ -135,8 +136,10 @@ def transfer_results(
         for utt in corpus.utterances:
             if utt.label not in classes:
                 not_in_model[utt.label] = not_in_model.get(utt.label, 0) + 1
-        results[target.name] = TransferResult(
+        results[key] = TransferResult(
             target=target.name,
+            adapt=mode,
+            uses_target_audio=mode != "none",
             root=str(corpus.root),
             labels=classes,
             label_map=corpus.label_map,

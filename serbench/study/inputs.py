@@ -109,6 +109,15 @@ def load_targets(
     return targets
 
 
+def transfer_runs(targets: list[tuple[TransferTarget, LoadedCorpus]]) -> list[tuple[str, TransferTarget, LoadedCorpus, str]]:
+    """Each scored transfer result, in the order a final model scores them (the job's
+    targets, each in its ``adapt`` modes' order): its key in ``result.transfer``
+    (:func:`serbench.training.adapt.result_key`), the target, its corpus and the mode."""
+    from serbench.training.adapt import result_key
+
+    return [(result_key(t.name, mode), t, corpus, mode) for t, corpus in targets for mode in t.adapt]
+
+
 def load_weights(backbone: Backbone, classes: int, step: Step) -> float:
     """Build the model once (fail now, not in every trial); the seconds it took."""
     step(f"loading backbone {backbone.name} from {backbone.source}")

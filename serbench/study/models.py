@@ -19,7 +19,7 @@ from serbench.deploy.format import ModelInfo, PretrainedInfo, Scores, TrainingIn
 from serbench.deploy.save import weights_info, write_model
 from serbench.results.schema import FoldResult, Result
 from serbench.spec import JobSpec
-from serbench.study.inputs import Inputs
+from serbench.study.inputs import Inputs, transfer_runs
 from serbench.study.output import now, spec_fingerprint
 from serbench.study.resolve import Plugins
 
@@ -85,8 +85,8 @@ def _info(spec, plugins, inputs, fold, run, fold_result: FoldResult, result: Res
     source = getattr(plugins.dataset.cls, "source", None)
     test = fold_result.test.model_dump(exclude={"predictions", "split"})
     transfer = {
-        target.name: {"n": score.n, "bca": score.bca, "accuracy": score.accuracy}
-        for (target, _), score in zip(inputs.targets, run.transfer)
+        key: {"n": score.n, "bca": score.bca, "accuracy": score.accuracy}
+        for (key, *_), score in zip(transfer_runs(inputs.targets), run.transfer)
     }
     best = fold_result.best
     return ModelInfo(

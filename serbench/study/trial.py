@@ -32,7 +32,7 @@ from serbench.results.metrics import evaluate, is_collapsed, score_predictions
 from serbench.results.schema import Best, Evaluation, TransferScore
 from serbench.spec import JobSpec
 from serbench.study.events import Stage, StudyEvents
-from serbench.study.inputs import Inputs
+from serbench.study.inputs import Inputs, transfer_runs
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class Training:
         self.events.training_started(Stage.FINAL, best.trial, best.params, train_params.epochs)
         model, _ = self.train(train_params, fold.split.selection)
         test = self._score(model, self._clips(fold.split.test), train_params.maxlen)
-        transfer = [self._score_target(model, corpus, train_params.maxlen) for _, corpus in self.inputs.targets]
+        transfer = self._score_targets(model, train_params.maxlen)
         weights = None
         if keep_weights:
             from safetensors.torch import save
@@ -196,6 +196,43 @@ class Training:
         predicted = probabilities.argmax(axis=1)
         ids = [c.id for c in clips]
         return evaluate(truth, predicted, self.inputs.data.classes, "test", ids, probabilities)
+
+    def _score_targets(self, model, maxlen: int) -> list[TransferScore]:
+        """One score per transfer result (:func:`~serbench.study.inputs.transfer_runs`):
+        each target zero-shot (mode ``none``) and/or test-time adapted."""
+        encoded: dict[int, Any] = {}  # id(corpus) -> features of all its clips
+        scores = []
+        for _, _, corpus, mode in transfer_runs(self.inputs.targets):
+            if mode == "none":
+                scores.append(self._score_target(model, corpus, maxlen))
+                continue
+            if id(corpus) not in encoded:
+                encoded[id(corpus)] = self._encode_target(model, corpus, maxlen)
+            scores.append(self._score_adapted(model, corpus, encoded[id(corpus)], mode))
+        return scores
+
+    def _encode_target(self, model, corpus: LoadedCorpus, maxlen: int):
+        """Features of every target clip, in ``corpus.clips`` order (never cached: see
+        ``_score_target``)."""
+        import torch
+
+        from serbench.training.features import encode_batched
+
+        return torch.stack(encode_batched(model, list(corpus.clips.values()), maxlen))
+
+    def _score_adapted(self, model, corpus: LoadedCorpus, features, mode: str) -> TransferScore:
+        """Test-time adaptation (:mod:`serbench.training.adapt`): the statistics are fitted
+        on all the target's utterances (the label map's population, its labels unread);
+        the scored ones are those whose class the model knows, as zero-shot."""
+        from serbench.training.adapt import adapted_logits, groups_for
+
+        clips = list(corpus.clips.values())
+        speaker = {u.id: u.speaker for u in corpus.utterances}
+        logits = adapted_logits(model, features, groups_for(mode, [speaker[c.id] for c in clips]))
+        known = [i for i, c in enumerate(clips) if c.label >= 0]
+        truth = np.array([clips[i].label for i in known])
+        predicted = logits.argmax(dim=1).numpy()[known]
+        return score_predictions(truth, predicted, self.inputs.data.classes)
 
     def _score_target(self, model, corpus: LoadedCorpus, maxlen: int) -> TransferScore:
         """Zero-shot: only target utterances whose class the model knows are scored.
