@@ -224,15 +224,21 @@ class Training:
         """Test-time adaptation (:mod:`serbench.training.adapt`): the statistics are fitted
         on all the target's utterances (the label map's population, its labels unread);
         the scored ones are those whose class the model knows, as zero-shot."""
-        from serbench.training.adapt import adapted_logits, groups_for
-
         clips = list(corpus.clips.values())
-        speaker = {u.id: u.speaker for u in corpus.utterances}
-        logits = adapted_logits(model, features, groups_for(mode, [speaker[c.id] for c in clips]))
+        logits = self._adapted_logits(model, corpus, features, mode)
         known = [i for i, c in enumerate(clips) if c.label >= 0]
         truth = np.array([clips[i].label for i in known])
         predicted = logits.argmax(dim=1).numpy()[known]
         return score_predictions(truth, predicted, self.inputs.data.classes)
+
+    def _adapted_logits(self, model, corpus: LoadedCorpus, features, mode: str):
+        """Logits of every target clip (``corpus.clips`` order) adapted in ``mode``: grouped
+        by the utterances' speakers, never their labels."""
+        from serbench.training.adapt import adapted_logits, groups_for
+
+        speaker = {u.id: u.speaker for u in corpus.utterances}
+        speakers = [speaker[c.id] for c in corpus.clips.values()]
+        return adapted_logits(model, features, groups_for(mode, speakers))
 
     def _score_target(self, model, corpus: LoadedCorpus, maxlen: int) -> TransferScore:
         """Zero-shot: only target utterances whose class the model knows are scored.
