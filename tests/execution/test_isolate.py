@@ -118,12 +118,19 @@ def test_interrupt_and_a_worker_killed_from_outside_keep_the_journal(job_dict, w
 
     proc = serbench("run", job, "--isolate", "--out", tmp_path, log=log)
     wait_for_trials(proc, path, 1, log)
+    marker_file = tmp_path / "test_job" / "inflight.json"
+    # Between two trials (one journalled, the next not yet asked) nothing is in flight and
+    # there is no marker: interrupt once a trial is in flight (its marker is there). On a
+    # loaded machine that gap can be long enough to catch a signal sent blindly.
+    while not marker_file.exists():
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, log.read_text()
     assert "interrupted" in log.read_text() and "Traceback" not in log.read_text()
     kept = len(journal(path))
     assert 1 <= kept < 4
-    marker = json.loads((tmp_path / "test_job" / "inflight.json").read_text())
+    marker = json.loads(marker_file.read_text())
     assert [t["number"] for t in marker["trials"]] == [kept]  # the interrupted trial, asked again on --resume
 
     log = tmp_path / "second.log"
