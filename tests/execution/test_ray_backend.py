@@ -290,10 +290,13 @@ def test_a_slot_lost_with_a_message_in_flight_neither_hangs_the_driver_nor_deliv
         os.kill(pid_a, signal.SIGKILL)
         wait_for_file(Path(f"{marker}.b.outside"))
         pid_b = first_pid(Path(f"{marker}.b"))
+        # Now a message of victim-b waits in the mailbox, unanswered: either one it posts
+        # next (its pause is 0.1 s), or, when its last one reached the mailbox just as the
+        # driver left wait(), that one -- then it is blocked on it and posts nothing more.
+        # Either way the checks below hold: exactly its last message goes unhandled.
         sent_before = len(sent(Path(f"{marker}.b")))
-        deadline = time.monotonic() + 30
-        while len(sent(Path(f"{marker}.b"))) == sent_before:  # a message posted while the driver is outside wait()
-            assert time.monotonic() < deadline, "victim-b sent nothing more"
+        deadline = time.monotonic() + 2
+        while len(sent(Path(f"{marker}.b"))) == sent_before and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.3)  # ... and in the mailbox
         os.kill(pid_b, signal.SIGKILL)
