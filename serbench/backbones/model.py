@@ -31,12 +31,19 @@ class Standardize(nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
-    def set_statistics(self, features: torch.Tensor) -> None:
-        self.mean.copy_(features.mean(dim=0))
-        self.std.copy_(features.std(dim=0, unbiased=False).clamp_min(1e-5))
+    @staticmethod
+    def statistics(features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The statistics of ``features`` ``(N, D)``, by buffer name."""
+        return {"mean": features.mean(dim=0), "std": features.std(dim=0, unbiased=False).clamp_min(1e-5)}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+    def set_statistics(self, features: torch.Tensor) -> None:
+        set_buffers(self, self.statistics(features))
+
+    def forward(self, x: torch.Tensor, statistics: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``x`` standardised with this layer's statistics, or with ``statistics`` (as
+        :meth:`statistics` returns them) when given."""
+        stats = statistics or {"mean": self.mean, "std": self.std}
+        return (x - stats["mean"]) / stats["std"]
 
 
 class LayerMix(nn.Module):
@@ -61,21 +68,35 @@ class LayerMix(nn.Module):
     def weights(self) -> torch.Tensor:
         return torch.softmax(self.logits, dim=0)
 
-    def set_statistics(self, features: torch.Tensor) -> None:
+    @staticmethod
+    def statistics(features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The statistics of ``features`` ``(N, L, D)``, by buffer name."""
         mean = features.mean(dim=0)
         centred = features - mean
-        self.mean.copy_(mean)
-        self.cov.copy_(torch.einsum("nld,nmd->dlm", centred, centred) / len(features))
-        self.fitted.fill_(True)
+        cov = torch.einsum("nld,nmd->dlm", centred, centred) / len(features)
+        return {"mean": mean, "cov": cov, "fitted": torch.tensor(True)}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def set_statistics(self, features: torch.Tensor) -> None:
+        set_buffers(self, self.statistics(features))
+
+    def forward(self, x: torch.Tensor, statistics: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The mix of ``x``, standardised with this layer's statistics or with
+        ``statistics`` (as :meth:`statistics` returns them) when given; the learned
+        weights are this layer's either way."""
+        stats = statistics or {"mean": self.mean, "cov": self.cov, "fitted": self.fitted}
         w = self.weights()
         mixed = torch.einsum("bld,l->bd", x, w)
-        variance = torch.einsum("dlm,l,m->d", self.cov, w, w)
-        standardised = (mixed - w @ self.mean) / variance.clamp_min(1e-10).sqrt()
+        variance = torch.einsum("dlm,l,m->d", stats["cov"], w, w)
+        standardised = (mixed - w @ stats["mean"]) / variance.clamp_min(1e-10).sqrt()
         # A select, not a Python branch on the buffer, so that torch.export can trace it
         # (ONNX export); the value and gradient are those of the branch taken.
-        return torch.where(self.fitted, standardised, mixed)
+        return torch.where(stats["fitted"], standardised, mixed)
+
+
+def set_buffers(module: nn.Module, values: dict[str, torch.Tensor]) -> None:
+    """Copy ``values`` into ``module``'s buffers of the same names."""
+    for name, value in values.items():
+        getattr(module, name).copy_(value)
 
 
 class SERModel(nn.Module):
@@ -100,6 +121,7 @@ class SERModel(nn.Module):
         self.feature_layers = feature_layers
         self.norm = LayerMix(feature_layers, feature_dim) if feature_layers else Standardize(feature_dim)
         self.head = nn.Linear(feature_dim, num_classes)
+        self.dropout = nn.Dropout(0.0)  # before the head; ``fit`` sets its rate per run
         self.encoder_trainable = True
         self.encoder_pristine = True  # False once an optimiser step may have changed the encoder
         self.prefix_rows: int | None = None  # set by models with a cacheable frozen prefix
@@ -233,9 +255,11 @@ class SERModel(nn.Module):
         up to the one pooled) and shares this model's parameters."""
         raise ModelError(f"the {type(self).__name__} backbone has no ONNX export (it defines no onnx_module)")
 
-    def classify(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits from encoded features."""
-        return self.head(self.norm(features))
+    def classify(self, features: torch.Tensor, statistics: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits from encoded features, standardised by ``norm`` with its own statistics
+        or with ``statistics`` (``norm.statistics`` of some features: e.g. a speaker's);
+        ``dropout`` acts in training mode only."""
+        return self.head(self.dropout(self.norm(features, statistics)))
 
     def forward(self, waves: Sequence[np.ndarray]) -> torch.Tensor:
         return self.classify(self.encode(waves))

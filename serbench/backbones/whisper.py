@@ -7,7 +7,7 @@ by default runs it on unpadded inputs: the positional table is sliced to the cli
 instead of padding every clip to 30 s. In a batch, padded frames are masked out of
 attention and out of the mean-pooling, so an utterance gets the same features alone or in
 a batch. Option ``pad`` pads with silence to ``maxlen`` or 30 s instead; ``layers`` picks
-the hidden states to pool (see ``WhisperSER``).
+the hidden states to pool and ``pooling`` how (see ``WhisperSER``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ class WhisperOptions(StrictModel):
         "Whisper's 30-s window). Pooling always covers the clip's frames only.",
     )
 
+    pooling: Literal["mean", "mean+std"] = Field(
+        "mean",
+        description="How a hidden state is pooled over the clip's frames: 'mean', or "
+        "'mean+std' (the mean and the standard deviation side by side: twice the features).",
+    )
     train_layers: Optional[int] = Field(
         None,
         ge=1,
@@ -77,6 +82,7 @@ class WhisperBackbone(Backbone):
             num_classes,
             self.options.pad,
             self.options.train_layers,
+            self.options.pooling,
         )
 
     def onnx_front_end(self):

@@ -15,6 +15,7 @@ from serbench.backbones.model import SERModel
 MEL_HOP = 160  # samples per mel frame; the encoder halves the frame rate (20 ms per output)
 WINDOW = 480000  # Whisper's 30-s input window, in samples (3000 mel frames, 1500 positions)
 PAD_POLICIES = ("none", "maxlen", "30s")
+POOLINGS = ("mean", "mean+std")
 
 
 def load_encoder(source: str):
@@ -112,8 +113,10 @@ class WhisperSER(SERModel):
     - ``30s``: zeros up to 480000 samples (3000 mel frames), Whisper's native input; the
       encoder attends to the silence, as in its training.
 
-    Under every policy the pooling (a mean over time) covers only the output frames that
-    hold the clip: ``frames // 2`` unpadded, ``ceil(samples / 320)`` padded.
+    Under every policy the pooling covers only the output frames that hold the clip:
+    ``frames // 2`` unpadded, ``ceil(samples / 320)`` padded. ``pooling``: ``mean`` over
+    those frames, or ``mean+std``, their mean and standard deviation concatenated (the
+    feature size doubles).
 
     ``layers``: ``last`` (after the final layer norm), ``mean`` of the transformer layers'
     outputs, an index (0 = the input embeddings), or ``weighted``: the pooled vectors of
@@ -128,6 +131,7 @@ class WhisperSER(SERModel):
         num_classes: int,
         pad: str = "none",
         train_layers: int | None = None,
+        pooling: str = "mean",
     ):
         n_layers = len(encoder.layers)
         if isinstance(layers, int) and not 0 <= layers <= n_layers:
@@ -136,8 +140,13 @@ class WhisperSER(SERModel):
             raise ModelError(f"backbone.options.pad: {pad!r} is not one of {', '.join(PAD_POLICIES)}")
         if train_layers is not None and not 1 <= train_layers <= n_layers:
             raise ModelError(f"backbone.options.train_layers: {train_layers} is out of range 1..{n_layers}")
+        if pooling not in POOLINGS:
+            raise ModelError(f"backbone.options.pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
         feature_layers = n_layers + 1 if layers == "weighted" else None
-        super().__init__(encoder.config.d_model, num_classes, feature_layers)
+        pooled_rows = 2 if pooling == "mean+std" else 1  # d_model-wide rows per pooled state
+        super().__init__(encoder.config.d_model * pooled_rows, num_classes, feature_layers)
+        self.pooled_rows = pooled_rows
+        self.pooling = pooling
         self.encoder = encoder
         self.feature_extractor = feature_extractor
         self.layers = layers
@@ -189,10 +198,10 @@ class WhisperSER(SERModel):
         return self._encode_from_prefix(self._prefix_states(waves, maxlen), [min(len(w), cut) for w in waves])
 
     def _prefix_states(self, waves: Sequence[np.ndarray], maxlen: int | None) -> list[torch.Tensor]:
-        """Per clip, the frozen prefix's output packed as one ``(split + 1 + steps, D)``
-        tensor: the pooled hidden states ``0 .. split`` (rows ``0 .. split``), then the
-        hidden state entering layer ``split``, one row per output frame (all frames when
-        padded, the clip's own frames when not)."""
+        """Per clip, the frozen prefix's output packed as one ``(R + steps, D)`` tensor: the
+        pooled hidden states ``0 .. split`` (``R = (split + 1) * pooled_rows`` rows, each
+        pooled state ``pooled_rows`` rows), then the hidden state entering layer ``split``,
+        one row per output frame (all frames when padded, the clip's own frames when not)."""
         encoder = self.encoder
         length = self.pad_length(maxlen)
         waves = [w[: length or WINDOW] for w in waves]
@@ -210,30 +219,30 @@ class WhisperSER(SERModel):
         x = x + encoder.embed_positions.weight[:steps]
         own = frames // 2 if length is None else torch.full((len(waves),), steps)
         valid, mask = self._valid_and_mask([len(w) for w in waves], own, steps)
-        pooled = [_pool(x, valid)]
+        pooled = [_pool(x, valid, self.pooling)]
         for layer in encoder.layers[: self.split]:
             x = _layer(layer, x, mask)
-            pooled.append(_pool(x, valid))
-        rows = torch.stack(pooled, dim=1)  # (B, split + 1, D)
+            pooled.append(_pool(x, valid, self.pooling))
+        rows = torch.stack(pooled, dim=1).reshape(len(waves), -1, x.shape[2])  # (B, R, D)
         return [torch.cat([rows[i], x[i, : int(own[i])]]) for i in range(len(waves))]
 
     def _encode_from_prefix(self, states: Sequence[torch.Tensor], samples: Sequence[int]) -> torch.Tensor:
         """Features from :meth:`_prefix_states` of clips of ``samples`` samples (as cut)."""
-        head_rows = self.split + 1
+        head_rows = (self.split + 1) * self.pooled_rows
         own = torch.tensor([len(s) - head_rows for s in states])
         steps = int(own.max())
         x = torch.zeros(len(states), steps, states[0].shape[1], dtype=states[0].dtype)
         for i, state in enumerate(states):
             x[i, : int(own[i])] = state[head_rows:]
         valid, mask = self._valid_and_mask(samples, own, steps)
-        pooled = [s[:head_rows] for s in states]
+        pooled = [s[:head_rows].reshape(self.split + 1, -1) for s in states]
         top = []
         trained = self.encoder.layers[self.split :]
         for index, layer in enumerate(trained):
             x = _layer(layer, x, mask)
             if index == len(trained) - 1:
                 x = self.encoder.layer_norm(x)
-            top.append(_pool(x, valid))
+            top.append(_pool(x, valid, self.pooling))
         hidden = torch.cat([torch.stack(pooled), torch.stack(top, dim=1)], dim=1)  # (B, L + 1, D)
         if self.layers == "weighted":
             return hidden
@@ -248,7 +257,7 @@ class WhisperSER(SERModel):
         return graph_inputs(self.feature_extractor, self.pad, wave, maxlen)
 
     def onnx_module(self) -> nn.Module:
-        return WhisperOnnxEncoder(self.encoder, self.layers, self.pad != "none").eval()
+        return WhisperOnnxEncoder(self.encoder, self.layers, self.pad != "none", self.pooling).eval()
 
     def _valid_and_mask(
         self, samples: Sequence[int], own: torch.Tensor, steps: int
@@ -275,11 +284,12 @@ class WhisperOnnxEncoder(nn.Module):
     needs: an index stops at that layer. The same arithmetic as
     ``WhisperSER._prefix_states`` / ``_encode_from_prefix``."""
 
-    def __init__(self, encoder: nn.Module, layers: str | int, padded: bool):
+    def __init__(self, encoder: nn.Module, layers: str | int, padded: bool, pooling: str = "mean"):
         super().__init__()
         self.encoder = encoder
         self.layers = layers
         self.padded = padded
+        self.pooling = pooling
         self.depth = layers if isinstance(layers, int) else len(encoder.layers)
 
     def forward(self, mel: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
@@ -289,13 +299,13 @@ class WhisperOnnxEncoder(nn.Module):
         positions = torch.arange(x.shape[1])
         x = x + encoder.embed_positions.weight[: x.shape[1]]
         valid = positions[None, :] < (pooled[:, None] if self.padded else x.shape[1])
-        hidden = [_pool(x, valid)]
+        hidden = [_pool(x, valid, self.pooling)]
         last = len(encoder.layers) - 1
         for index, layer in enumerate(encoder.layers[: self.depth]):
             x = _layer(layer, x, None)
             if index == last:
                 x = encoder.layer_norm(x)
-            hidden.append(_pool(x, valid))
+            hidden.append(_pool(x, valid, self.pooling))
         if isinstance(self.layers, int):
             return hidden[self.layers]
         stacked = torch.stack(hidden, dim=1)  # (1, L + 1, D)
@@ -311,7 +321,13 @@ def _layer(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torc
     return x[0] if isinstance(x, tuple) else x  # older transformers return (hidden, attentions)
 
 
-def _pool(h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean over the ``valid`` frames: ``(B, steps, D) -> (B, D)``."""
+def _pool(h: torch.Tensor, valid: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """Mean over the ``valid`` frames, ``(B, steps, D) -> (B, D)``; ``mean+std``: the mean
+    and the (population) standard deviation over them, ``(B, 2 D)``."""
     weights = valid.to(h.dtype)[:, :, None]
-    return (h * weights).sum(dim=1) / weights.sum(dim=1)
+    count = weights.sum(dim=1)
+    mean = (h * weights).sum(dim=1) / count
+    if pooling == "mean":
+        return mean
+    variance = (((h - mean[:, None, :]) ** 2) * weights).sum(dim=1) / count
+    return torch.cat([mean, variance.clamp_min(1e-12).sqrt()], dim=1)

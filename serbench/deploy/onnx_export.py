@@ -59,6 +59,11 @@ def export_onnx(model_folder: Path | str, output: Path | str | None = None) -> P
         raise ModelError(f"{target}: is a folder; name the ONNX file to write")
     tuned = load_model(folder)  # every check load_model makes: weights, fingerprints
     model, info = tuned.scorer.model, tuned.info
+    if tuned.scorer.speaker_norm:
+        raise ModelError(
+            f"{folder}: trained with speaker_norm (each speaker standardised with its own statistics, "
+            "computed from that speaker's recordings at prediction time); an ONNX graph holds fixed statistics"
+        )
     probes = _probes(info.maxlen, info.sample_rate)
     example = model.onnx_inputs(probes[-1], info.maxlen)  # ModelError when the backbone has no export
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -88,11 +88,14 @@ class TunedModel:
     ) -> list[FilePrediction]:
         """One :class:`FilePrediction` per path, in order; a file that cannot be read, is
         empty or shorter than 0.1 s gets its ``error`` and the others are still
-        predicted. ``progress(files_done)`` is called after each chunk of files."""
+        predicted. ``progress(files_done)`` is called after each chunk of files. A model
+        trained with ``speaker_norm`` reads all ``paths`` as one chunk: they are taken to be
+        one speaker's recordings and standardised together."""
         results: list[tuple[int, FilePrediction]] = []
-        for start in range(0, len(paths), FILES_PER_CHUNK):
+        chunk = max(len(paths), 1) if getattr(self.scorer, "speaker_norm", False) else FILES_PER_CHUNK
+        for start in range(0, len(paths), chunk):
             waves, readable = [], []
-            for index in range(start, min(start + FILES_PER_CHUNK, len(paths))):
+            for index in range(start, min(start + chunk, len(paths))):
                 path = Path(paths[index])
                 try:
                     waves.append(self._check_length(load_audio(path, self.sample_rate), path))
@@ -103,7 +106,7 @@ class TunedModel:
                 prediction.path = path
                 results.append((index, prediction))
             if progress is not None:
-                progress(min(start + FILES_PER_CHUNK, len(paths)))
+                progress(min(start + chunk, len(paths)))
         return [prediction for _, prediction in sorted(results, key=lambda pair: pair[0])]
 
     # -- the steps ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from serbench.deploy.format import ModelInfo
-from serbench.errors import ModelError
+from serbench.errors import ModelError, UserError
 from serbench.training.features import EVAL_BATCH
 
 if TYPE_CHECKING:
@@ -24,9 +24,10 @@ class TorchScorer:
 
     name = "torch"
 
-    def __init__(self, model: "SERModel", maxlen: int):
+    def __init__(self, model: "SERModel", maxlen: int, speaker_norm: bool = False):
         self.model = model.eval()
         self.maxlen = maxlen
+        self.speaker_norm = speaker_norm  # standardise each call's inputs with their own statistics
 
     @classmethod
     def load(cls, backbone: "Backbone", info: ModelInfo, weights: Path) -> "TorchScorer":
@@ -43,16 +44,25 @@ class TorchScorer:
         except (KeyError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise ModelError(f"{weights}: these weights do not fit the {info.backbone.name} model ({first})") from None
-        return cls(model, info.maxlen)
+        return cls(model, info.maxlen, bool(info.training.params.get("speaker_norm")))
 
     def probabilities(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """``(len(waves), classes)`` probabilities, in the order of ``waves``."""
-        rows: dict[int, np.ndarray] = {}
+        """``(len(waves), classes)`` probabilities, in the order of ``waves``. A model
+        trained with ``speaker_norm`` standardises ``waves`` with their own statistics:
+        they must all be one speaker's, and at least two."""
+        if not waves:
+            return np.zeros((0, len(self.model.head.bias)))
+        if self.speaker_norm and len(waves) < 2:
+            raise UserError(
+                "this model standardises each speaker with the speaker's own statistics (speaker_norm): "
+                "give it at least two recordings (or windows) of one speaker"
+            )
+        rows: dict[int, torch.Tensor] = {}
         order = sorted(range(len(waves)), key=lambda i: min(len(waves[i]), self.maxlen))
         with torch.no_grad():
             for start in range(0, len(order), EVAL_BATCH):
                 indices = order[start : start + EVAL_BATCH]
-                features = self.model.encode([waves[i][: self.maxlen] for i in indices], self.maxlen)
-                probabilities = torch.softmax(self.model.classify(features), dim=1).numpy()
-                rows.update(zip(indices, probabilities))
-        return np.stack([rows[i] for i in range(len(waves))]) if waves else np.zeros((0, len(self.model.head.bias)))
+                rows.update(zip(indices, self.model.encode([waves[i][: self.maxlen] for i in indices], self.maxlen)))
+            features = torch.stack([rows[i] for i in range(len(waves))])
+            statistics = self.model.norm.statistics(features) if self.speaker_norm else None
+            return torch.softmax(self.model.classify(features, statistics), dim=1).numpy()

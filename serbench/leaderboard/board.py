@@ -60,7 +60,7 @@ from pydantic import ValidationError
 from serbench.errors import UserError
 from serbench.leaderboard.stats import Interval, PairedTest, alc, alc_budget_s, bootstrap_ci, median, paired_test
 from serbench.results.schema import Result
-from serbench.spec.job import LATER_DEFAULTS
+from serbench.spec.job import drop_later_defaults
 
 OPTIMISTIC_MARK = " [optimistic: selected on test]"
 OPTIMISTIC_HEADING = "optimistic: selected on their own test split (select_on: test), not ranked with the rows above"
@@ -282,13 +282,7 @@ def seed_group_key(result: Result, ignore: tuple[str, ...] = ("name", "seed")) -
     """Runs with equal keys differ only in seed and name (the spec sections ``ignore``).
     Sections added after results were first written are left out while at their defaults
     (as the study's fingerprint does), so older results group with their reruns."""
-    spec = {k: v for k, v in result.spec.items() if k not in ignore}
-    for key, default in LATER_DEFAULTS.items():
-        if spec.get(key) == default:
-            spec.pop(key)
-    budget = spec.get("budget")
-    if isinstance(budget, dict) and budget.get("epochs") is None:
-        spec["budget"] = {k: v for k, v in budget.items() if k != "epochs"}
+    spec = drop_later_defaults({k: v for k, v in result.spec.items() if k not in ignore})
     return json.dumps(spec, sort_keys=True, default=str)
 
 

@@ -31,7 +31,7 @@ def evaluate(
             ClipPrediction(id=i, label=classes[t], predicted=classes[p], probabilities=[float(x) for x in row])
             for i, t, p, row in sorted(zip(ids, truth.tolist(), predicted.tolist(), probabilities))
         ]
-    return Evaluation(split=split, labels=classes, predictions=rows, **score.model_dump())
+    return Evaluation(split=split, labels=classes, predictions=rows, **score.model_dump(exclude={"uses_target_audio"}))
 
 
 def score_predictions(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> TransferScore:

@@ -118,6 +118,11 @@ class Evaluation(Record):
     predictions: list[ClipPrediction] = Field(
         default_factory=list, description="Per test utterance, in id order (absent from older results)."
     )
+    transductive: bool = Field(
+        False,
+        description="True when the scored utterances' own unlabelled audio set their standardisation "
+        "before they were predicted (speaker_norm: each test speaker's statistics).",
+    )
 
 
 class TransferScore(Record):
@@ -128,6 +133,9 @@ class TransferScore(Record):
     accuracy: float
     per_class_recall: dict[str, float]
     confusion_matrix: list[list[int]]
+    uses_target_audio: bool = Field(
+        False, description="True when the target's unlabelled audio set its standardisation before predicting it."
+    )
 
 
 class TransferResult(Record):

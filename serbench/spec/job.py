@@ -47,6 +47,36 @@ class TrainParams(StrictModel):
         "into groups of 50 batches, each group sorted by length and batched, and the batches "
         "shuffled. Less padding is computed when the encoder trains; no effect at batch size 1.",
     )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="Cross-entropy label smoothing (0: none)."
+    )
+    dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on the standardised pooled features before the linear head, "
+        "while training only (0: none).",
+    )
+    speaker_norm: bool = Field(
+        False,
+        description="Standardise each speaker's pooled features with that speaker's own "
+        "statistics (from the frozen pre-trained encoder), for the training speakers and for "
+        "every scored set's speakers alike: the scored speakers' unlabelled audio is read "
+        "before predicting it (transductive; results say so). Replaces the training set's "
+        "statistics of ``standardize``.",
+    )
+    augment: Literal["none", "speed", "noise"] = Field(
+        "none",
+        description="Training-time augmentation: each training utterance is joined by two "
+        "perturbed copies -- 'speed': resampled to 0.9x and 1.1x speed (pitch moves with "
+        "it); 'noise': white noise at 20 and 10 dB SNR, seeded by the utterance. Scored "
+        "sets are never augmented.",
+    )
+
+
+# Training fields added after studies were first journalled: left out of a spec's
+# fingerprint and seed group while at these defaults (see ``drop_later_defaults``).
+LATER_TRAINING_DEFAULTS = {"label_smoothing": 0.0, "dropout": 0.0, "speaker_norm": False, "augment": "none"}
 
 
 TUNABLE = tuple(TrainParams.model_fields)
@@ -312,13 +342,7 @@ class JobSpec(StrictModel):
         Sections added after studies were first journalled (``pruner``, ``objective``,
         ``budget.epochs``) are left out while at their defaults, so those journals still
         resume."""
-        data = self.model_dump(mode="json", exclude={"execution"})
-        for key, default in LATER_DEFAULTS.items():
-            if data.get(key) == default:
-                data.pop(key)
-        if data["budget"].get("epochs") is None:
-            data["budget"].pop("epochs")
-        return data
+        return drop_later_defaults(self.model_dump(mode="json", exclude={"execution"}))
 
     def train_params(self, overrides: dict[str, Any]) -> TrainParams:
         """The full set of hyperparameters for a trial: fixed ones plus ``overrides``."""
@@ -326,6 +350,23 @@ class JobSpec(StrictModel):
 
 
 LATER_DEFAULTS = {"pruner": PrunerSpec().model_dump(mode="json"), "objective": "last", "select_on": "validation"}
+
+
+def drop_later_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a spec's JSON data without what was added after studies were first
+    journalled while it is at its default (``LATER_DEFAULTS``, ``budget.epochs`` unset,
+    ``LATER_TRAINING_DEFAULTS``), so older journals resume and older results group with
+    their reruns. Sections missing from ``data`` are left missing."""
+    data = {k: v for k, v in data.items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+    budget = data.get("budget")
+    if isinstance(budget, dict) and budget.get("epochs") is None:
+        data["budget"] = {k: v for k, v in budget.items() if k != "epochs"}
+    training = data.get("training")
+    if isinstance(training, dict):
+        data["training"] = {
+            k: v for k, v in training.items() if not (k in LATER_TRAINING_DEFAULTS and v == LATER_TRAINING_DEFAULTS[k])
+        }
+    return data
 
 
 # --- loading ----------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def transfer_results(
         results[key] = TransferResult(
             target=target.name,
             adapt=mode,
-            uses_target_audio=mode != "none",
+            uses_target_audio=any(score.uses_target_audio for score in scores),
             root=str(corpus.root),
             labels=classes,
             label_map=corpus.label_map,

@@ -63,23 +63,36 @@ def search_splits(spec: JobSpec, fold: Fold) -> tuple[list[Utterance], list[Utte
     return fold.split.train, fold.split.val
 
 
+def speakers_of(utterances: list[Utterance]) -> list[str]:
+    """Each utterance's speaker, in order."""
+    return [u.speaker for u in utterances]
+
+
 class Curve:
     """A search trial's validation reports: scored models, the pruner's say, the record
     fields they add up to. A report is *collapsed* when its predictions are all one class
     or its BCA is at or below chance, 1 / (classes present in the validation split)
     (:func:`serbench.results.metrics.is_collapsed`); the record's flag is its value's report's."""
 
-    def __init__(self, training: "Training", val: list, maxlen: int, report: Callable[[int, float], bool]):
+    def __init__(
+        self,
+        training: "Training",
+        val: list,
+        params,
+        report: Callable[[int, float], bool],
+        speakers: list[str],
+    ):
         self.training = training
         self.val = val
         self.truth = np.array([c.label for c in val])
-        self.maxlen = maxlen
+        self.params = params
         self.report = report
+        self.speakers = speakers
         self.points: list[tuple[int, Any, bool]] = []  # (epoch, score, collapsed)
 
     def score(self, model, epoch: int) -> bool:
         """Score ``model`` after ``epoch`` epochs and report it; True: the pruner stops the trial."""
-        predicted = self.training.predict(model, self.val, self.maxlen)
+        predicted = self.training.predict(model, self.val, self.params, self.speakers)
         score = score_predictions(self.truth, predicted, self.training.inputs.data.classes)
         self.points.append((epoch, score, is_collapsed(self.truth, predicted, score.bca)))
         return bool(self.report(epoch, score.bca))
@@ -122,7 +135,7 @@ class Training:
         train_params = self.spec.train_params(params)
         train, scored = search_splits(self.spec, fold)
         val = self._clips(scored)
-        curve = Curve(self, val, train_params.maxlen, report or (lambda epoch, bca: False))
+        curve = Curve(self, val, train_params, report or (lambda epoch, bca: False), speakers_of(scored))
         probe_s = None
         if self.spec.pruner.frozen_rung and train_params.unfreeze < train_params.epochs:
             started = time.perf_counter()
@@ -152,8 +165,8 @@ class Training:
         train_params = self.spec.train_params(final_params(best))
         self.events.training_started(Stage.FINAL, best.trial, best.params, train_params.epochs)
         model, _ = self.train(train_params, fold.split.selection)
-        test = self._score(model, self._clips(fold.split.test), train_params.maxlen)
-        transfer = self._score_targets(model, train_params.maxlen)
+        test = self._score(model, fold.split.test, train_params)
+        transfer = self._score_targets(model, train_params)
         weights = None
         if keep_weights:
             from safetensors.torch import save
@@ -176,39 +189,50 @@ class Training:
         from serbench.training.fit import fit
 
         clips = self._clips(utterances)
-        return fit(model, clips, train_params, self.spec.seed, self.inputs.cache, self.events.epoch_done, after_epoch)
+        events = self.events.epoch_done
+        speakers = speakers_of(utterances)
+        return fit(model, clips, train_params, self.spec.seed, self.inputs.cache, events, after_epoch, speakers)
 
-    def predict(self, model, clips, maxlen: int) -> np.ndarray:
+    def predict(self, model, clips, train_params, speakers: list[str]) -> np.ndarray:
+        """Class indices of ``clips`` (of ``speakers``); a ``speaker_norm`` model
+        standardises each speaker with its own statistics."""
         from serbench.training.fit import predict
 
-        return predict(model, clips, maxlen, self.inputs.cache)
+        grouping = speakers if train_params.speaker_norm else None
+        return predict(model, clips, train_params.maxlen, self.inputs.cache, grouping)
 
     def _clips(self, utterances: list[Utterance]) -> list:
         return [self.inputs.data.clips[u.id] for u in utterances]
 
-    def _score(self, model, clips, maxlen: int) -> Evaluation:
+    def _score(self, model, utterances: list[Utterance], train_params) -> Evaluation:
         """The test evaluation, with every clip's probabilities (its prediction is their
-        argmax, as ``serbench predict`` labels a file)."""
+        argmax, as ``serbench predict`` labels a file); ``transductive`` when a
+        ``speaker_norm`` model standardised each test speaker with its own statistics."""
         from serbench.training.fit import predict_proba
 
+        clips = self._clips(utterances)
         truth = np.array([c.label for c in clips])
-        probabilities = predict_proba(model, clips, maxlen, self.inputs.cache)
+        grouping = speakers_of(utterances) if train_params.speaker_norm else None
+        probabilities = predict_proba(model, clips, train_params.maxlen, self.inputs.cache, grouping)
         predicted = probabilities.argmax(axis=1)
         ids = [c.id for c in clips]
-        return evaluate(truth, predicted, self.inputs.data.classes, "test", ids, probabilities)
+        evaluation = evaluate(truth, predicted, self.inputs.data.classes, "test", ids, probabilities)
+        return evaluation.model_copy(update={"transductive": train_params.speaker_norm})
 
-    def _score_targets(self, model, maxlen: int) -> list[TransferScore]:
+    def _score_targets(self, model, train_params) -> list[TransferScore]:
         """One score per transfer result (:func:`~serbench.study.inputs.transfer_runs`):
-        each target zero-shot (mode ``none``) and/or test-time adapted."""
+        each target zero-shot (mode ``none``) and/or test-time adapted. A ``speaker_norm``
+        model standardises each target speaker with its own statistics even zero-shot."""
+        maxlen = train_params.maxlen
         encoded: dict[int, Any] = {}  # id(corpus) -> features of all its clips
         scores = []
         for _, _, corpus, mode in transfer_runs(self.inputs.targets):
-            if mode == "none":
+            if mode == "none" and not train_params.speaker_norm:
                 scores.append(self._score_target(model, corpus, maxlen))
                 continue
             if id(corpus) not in encoded:
                 encoded[id(corpus)] = self._encode_target(model, corpus, maxlen)
-            scores.append(self._score_adapted(model, corpus, encoded[id(corpus)], mode))
+            scores.append(self._score_adapted(model, corpus, encoded[id(corpus)], mode, train_params.speaker_norm))
         return scores
 
     def _encode_target(self, model, corpus: LoadedCorpus, maxlen: int):
@@ -220,25 +244,28 @@ class Training:
 
         return torch.stack(encode_batched(model, list(corpus.clips.values()), maxlen))
 
-    def _score_adapted(self, model, corpus: LoadedCorpus, features, mode: str) -> TransferScore:
+    def _score_adapted(
+        self, model, corpus: LoadedCorpus, features, mode: str, speaker_norm: bool = False
+    ) -> TransferScore:
         """Test-time adaptation (:mod:`serbench.training.adapt`): the statistics are fitted
         on all the target's utterances (the label map's population, its labels unread);
         the scored ones are those whose class the model knows, as zero-shot."""
         clips = list(corpus.clips.values())
-        logits = self._adapted_logits(model, corpus, features, mode)
+        logits = self._adapted_logits(model, corpus, features, mode, speaker_norm)
         known = [i for i, c in enumerate(clips) if c.label >= 0]
         truth = np.array([clips[i].label for i in known])
         predicted = logits.argmax(dim=1).numpy()[known]
-        return score_predictions(truth, predicted, self.inputs.data.classes)
+        score = score_predictions(truth, predicted, self.inputs.data.classes)
+        return score.model_copy(update={"uses_target_audio": True})
 
-    def _adapted_logits(self, model, corpus: LoadedCorpus, features, mode: str):
+    def _adapted_logits(self, model, corpus: LoadedCorpus, features, mode: str, speaker_norm: bool = False):
         """Logits of every target clip (``corpus.clips`` order) adapted in ``mode``: grouped
         by the utterances' speakers, never their labels."""
         from serbench.training.adapt import adapted_logits, groups_for
 
         speaker = {u.id: u.speaker for u in corpus.utterances}
         speakers = [speaker[c.id] for c in corpus.clips.values()]
-        return adapted_logits(model, features, groups_for(mode, speakers))
+        return adapted_logits(model, features, groups_for(mode, speakers, speaker_norm))
 
     def _score_target(self, model, corpus: LoadedCorpus, maxlen: int) -> TransferScore:
         """Zero-shot: only target utterances whose class the model knows are scored.

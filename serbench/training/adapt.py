@@ -1,29 +1,29 @@
-"""Unsupervised test-time adaptation of a transfer target: re-fit the model's feature
-standardisation (its ``norm`` layer) on the target's own encoded features, then classify.
+"""Unsupervised test-time adaptation of a transfer target: standardise the target's
+encoded features with the target's own statistics instead of the source training set's,
+then classify (:mod:`serbench.training.grouping`).
 
 Modes (``TransferTarget.adapt``):
 
-* ``none``: the trained model as it is (zero-shot; the source corpus's statistics).
+* ``none``: the trained model as it is (zero-shot; the source corpus's statistics -- or,
+  for a model trained with ``speaker_norm``, each target speaker's own, its own rule).
 * ``corpus``: one set of statistics, fitted on all of the target's utterances pooled.
 * ``speaker``: one set per target speaker; each speaker's utterances are standardised
   with that speaker's statistics.
 
-Only the statistics are re-fitted (:class:`~serbench.backbones.model.Standardize`'s mean
-and std, or :class:`~serbench.backbones.model.LayerMix`'s per-layer means and
-covariances; a ``LayerMix``'s learned layer weights are kept). The head is unchanged and
-labels are never read: the statistics come from the target's unlabelled audio, which
-makes the adapted modes *transductive* (they see the whole target set before predicting
-any of it). The trained model is never changed: each group gets a copy of its ``norm``.
+Only the statistics change; the head (and a ``LayerMix``'s learned layer weights) is the
+trained model's, and labels are never read: the statistics come from the target's
+unlabelled audio, which makes the adapted modes *transductive* (they see the whole target
+set before predicting any of it). The trained model is never changed.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Hashable, Sequence
 
 import torch
 
 from serbench.backbones.model import SERModel
+from serbench.training.grouping import classify_grouped, group_statistics
 
 MODES = ("none", "corpus", "speaker")
 
@@ -34,44 +34,23 @@ def result_key(target: str, mode: str) -> str:
     return target if mode == "none" else f"{target}+adapt:{mode}"
 
 
-def adapted_norms(model: SERModel, features: torch.Tensor, groups: Sequence[Hashable]) -> dict[Hashable, torch.nn.Module]:
-    """Per group, a copy of ``model.norm`` whose statistics are fitted on that group's rows
-    of ``features`` (encoded features, ``(N, D)`` or ``(N, L, D)``)."""
-    if len(groups) != len(features):
-        raise ValueError(f"{len(groups)} group names for {len(features)} feature rows")
-    norms = {}
-    for group in dict.fromkeys(groups):
-        rows = [i for i, g in enumerate(groups) if g == group]
-        norm = copy.deepcopy(model.norm)
-        with torch.no_grad():
-            norm.set_statistics(features[rows])
-        norms[group] = norm
-    return norms
-
-
 def adapted_logits(model: SERModel, features: torch.Tensor, groups: Sequence[Hashable] | None) -> torch.Tensor:
     """Logits of encoded ``features`` (one row per utterance), each row standardised with
     the statistics of its group (``groups[i]``: e.g. one name for the whole corpus, or the
     utterance's speaker), fitted on that group's rows; ``groups=None``: the model's own
-    statistics (``model.classify``). Rows keep their order; the model is not mutated.
-
-    A group of one utterance standardises it to zero (its spread is zero), so its logits
-    are the head's bias."""
+    statistics (``model.classify``). Rows keep their order; the model is not mutated."""
+    model.eval()
     with torch.no_grad():
         if groups is None:
             return model.classify(features)
-        norms = adapted_norms(model, features, groups)
-        logits = torch.empty(len(features), model.head.out_features)
-        for group, norm in norms.items():
-            rows = [i for i, g in enumerate(groups) if g == group]
-            logits[rows] = model.head(norm(features[rows]))
-        return logits
+        return classify_grouped(model, features, groups, group_statistics(model, features, groups))
 
 
-def groups_for(mode: str, speakers: Sequence[str]) -> list[str] | None:
-    """What :func:`adapted_logits` groups by for ``mode``, given each utterance's speaker."""
+def groups_for(mode: str, speakers: Sequence[str], speaker_norm: bool = False) -> list[str] | None:
+    """What :func:`adapted_logits` groups by for ``mode``, given each utterance's speaker
+    (``speaker_norm``: the model standardises per speaker, so ``none`` groups by speaker)."""
     if mode == "none":
-        return None
+        return list(speakers) if speaker_norm else None
     if mode == "corpus":
         return ["corpus"] * len(speakers)
     if mode == "speaker":

@@ -5,6 +5,14 @@ they run on.
 
 Frozen features (and a frozen prefix's outputs) come from a
 :class:`serbench.training.features.FeatureCache` when one is given: see that module.
+
+Beyond the paper (all off by default): label smoothing, dropout before the head,
+augmented copies of the training clips (:mod:`serbench.training.augment`), and
+``speaker_norm``: each speaker's features standardised with that speaker's own
+statistics (:mod:`serbench.training.grouping`), in training and whenever a speaker-
+normalised model is scored (``logits_of(..., speakers=...)``). Statistics -- the training
+set's or each speaker's -- always come from the original clips under the frozen
+pre-trained encoder, never from augmented copies.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import torch
 from torch import nn
 
 from serbench.data.base import Clip
+from serbench.training.augment import augmented
 from serbench.training.features import EVAL_BATCH, FeatureCache, encode_batched
+from serbench.training.grouping import classify_grouped, group_statistics
 from serbench.backbones.model import SERModel
 from serbench.spec import TrainParams
 
@@ -30,15 +40,19 @@ def fit(
     cache: FeatureCache | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     after_epoch: Callable[[int], bool] | None = None,
+    speakers: Sequence[str] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on ``clips``; return the mean training loss per epoch.
 
     ``after_epoch(epochs_done)`` is called after each epoch (the model may be scored
     there: it is put back in training mode for the next epoch); True stops the training
     there, with the learning-rate schedule of the full ``params.epochs`` (a pruned run is
-    the first epochs of the full run). Deterministic for a given seed, model
-    initialisation and thread count.
+    the first epochs of the full run). ``speakers``: each clip's speaker, required by
+    ``params.speaker_norm``. With ``params.augment`` an epoch also visits every clip's
+    copies. Deterministic for a given seed, model initialisation and thread count.
     """
+    if params.speaker_norm and (speakers is None or len(speakers) != len(clips)):
+        raise ValueError("speaker_norm needs each training clip's speaker")
     generator = torch.Generator().manual_seed(seed)
     # fused: one kernel over all parameters; on CPU ~5x faster per step than the default
     # per-parameter loop, which otherwise costs a sizeable share of an unfrozen step.
@@ -48,27 +62,45 @@ def fit(
         weight_decay=params.weight_decay,
         fused=True,
     )
+    originals = list(clips)
+    copies = augmented(originals, params.augment)
+    clips = originals + copies
+    if speakers is not None:
+        per_clip = len(copies) // max(len(originals), 1)
+        speakers = list(speakers) + [speaker for speaker in speakers for _ in range(per_clip)]
     steps_per_epoch = math.ceil(len(clips) / params.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs * steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss()
-    if params.standardize:
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=params.label_smoothing)
+    model.dropout.p = params.dropout
+    statistics = None  # per speaker, with speaker_norm
+    if params.standardize or params.speaker_norm:
         model.set_encoder_trainable(False)
         with torch.no_grad():
-            model.norm.set_statistics(_frozen_features(model, clips, params.maxlen, cache))
-    elif cache is not None and model.encoder_pristine and params.unfreeze > 0:
+            frozen = _frozen_features(model, originals, params.maxlen, cache)
+            model.norm.set_statistics(frozen)
+            if params.speaker_norm:
+                statistics = group_statistics(model, frozen, speakers[: len(originals)])
+    if cache is not None and model.encoder_pristine and params.unfreeze > 0:
         cache.features(model, clips, params.maxlen)  # fill it in batches, not one step at a time
     if cache is not None and model.prefix_rows is not None and params.unfreeze < params.epochs:
         cache.prefix_states(model, clips, params.maxlen)  # likewise, for the unfrozen epochs
     losses = []
     for epoch in range(params.epochs):
         encoder_trains = epoch >= params.unfreeze
+        if statistics is not None and not model.encoder_pristine:
+            # The encoder has changed: refit each speaker's statistics to what it now
+            # encodes, as scoring the model will (logits_of with speakers).
+            statistics = _speaker_statistics(model, originals, speakers[: len(originals)], params.maxlen, cache)
         model.set_encoder_trainable(encoder_trains)
         model.train()
         total = 0.0
         for indices in epoch_batches(clips, params, generator):
             batch = [clips[i] for i in indices]
             features = _features(model, batch, params.maxlen, cache)
-            logits = model.classify(features)
+            if statistics is None:
+                logits = model.classify(features)
+            else:
+                logits = classify_grouped(model, features, [speakers[i] for i in indices], statistics)
             loss = loss_fn(logits, torch.tensor([c.label for c in batch]))
             # Grads are set to None, so AdamW skips a frozen encoder's parameters entirely
             # (no weight decay either) until they receive gradients.
@@ -107,31 +139,47 @@ def epoch_batches(clips: Sequence[Clip], params: TrainParams, generator: torch.G
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def predict(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None = None) -> np.ndarray:
+def predict(
+    model: SERModel,
+    clips: Sequence[Clip],
+    maxlen: int,
+    cache: FeatureCache | None = None,
+    speakers: Sequence[str] | None = None,
+) -> np.ndarray:
     """Predicted class indices (the largest logit), in the order of ``clips``."""
-    return logits_of(model, clips, maxlen, cache).argmax(axis=1)
+    return logits_of(model, clips, maxlen, cache, speakers).argmax(axis=1)
 
 
 def predict_proba(
-    model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None = None
+    model: SERModel,
+    clips: Sequence[Clip],
+    maxlen: int,
+    cache: FeatureCache | None = None,
+    speakers: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Class probabilities (softmax of the logits), one row per clip in ``clips``' order."""
-    return torch.softmax(torch.from_numpy(logits_of(model, clips, maxlen, cache)), dim=1).numpy()
+    return torch.softmax(torch.from_numpy(logits_of(model, clips, maxlen, cache, speakers)), dim=1).numpy()
 
 
-def logits_of(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None = None) -> np.ndarray:
+def logits_of(
+    model: SERModel,
+    clips: Sequence[Clip],
+    maxlen: int,
+    cache: FeatureCache | None = None,
+    speakers: Sequence[str] | None = None,
+) -> np.ndarray:
     """Logits ``(len(clips), classes)`` in eval mode, each clip cut to its first ``maxlen``
-    samples, computed in batches of similar length."""
+    samples, computed in batches of similar length. ``speakers`` (each clip's; for a model
+    trained with ``speaker_norm``): each speaker's clips are standardised with the
+    statistics of that speaker's clips here -- the scored set's own unlabelled audio."""
     model.eval()
-    rows: dict[str, np.ndarray] = {}
-    with torch.no_grad():
-        for batch in _length_batches(clips, maxlen, EVAL_BATCH):
-            logits = model.classify(_features(model, batch, maxlen, cache))
-            for clip, row in zip(batch, logits.numpy()):
-                rows[clip.id] = row
     if not clips:
         return np.zeros((0, model.head.out_features), dtype=np.float32)
-    return np.stack([rows[c.id] for c in clips])
+    features = _encoded(model, clips, maxlen, cache)
+    with torch.no_grad():
+        if speakers is None:
+            return model.classify(features).numpy()
+        return classify_grouped(model, features, speakers, group_statistics(model, features, speakers)).numpy()
 
 
 def _features(model: SERModel, batch: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:
@@ -149,6 +197,25 @@ def _frozen_features(model: SERModel, clips: Sequence[Clip], maxlen: int, cache:
     if cache is not None and model.encoder_pristine:
         return cache.features(model, clips, maxlen)
     return torch.stack(encode_batched(model, clips, maxlen))
+
+
+def _speaker_statistics(
+    model: SERModel, clips: Sequence[Clip], speakers: Sequence[str], maxlen: int, cache: FeatureCache | None
+) -> dict:
+    """Each speaker's ``norm`` statistics of ``clips`` as the model encodes them now."""
+    model.set_encoder_trainable(False)
+    model.eval()
+    return group_statistics(model, _encoded(model, clips, maxlen, cache), speakers)
+
+
+def _encoded(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:
+    """Features of ``clips`` (in their order) as the model, in eval mode, encodes them
+    now, computed without gradients in batches of similar length."""
+    features: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for batch in _length_batches(clips, maxlen, EVAL_BATCH):
+            features.update(zip([c.id for c in batch], _features(model, batch, maxlen, cache)))
+    return torch.stack([features[c.id] for c in clips])
 
 
 def _length_batches(clips: Sequence[Clip], maxlen: int, size: int) -> list[list[Clip]]:

@@ -16,7 +16,7 @@ from serbench.study.events import StudyEvents
 from serbench.study.inputs import load_data
 from serbench.study.resolve import resolve_plugins
 from serbench.study.study import Study
-from serbench.study.trial import Curve, Training
+from serbench.study.trial import Curve, Training, speakers_of
 
 
 class GivenPredictions(Training):
@@ -27,7 +27,7 @@ class GivenPredictions(Training):
         super().__init__(spec, SimpleNamespace(data=data), StudyEvents())
         self.answers = list(answers)
 
-    def predict(self, model, clips, maxlen):
+    def predict(self, model, clips, train_params, speakers):
         return np.asarray(self.answers.pop(0))
 
 
@@ -57,7 +57,9 @@ def predictions(truth: np.ndarray, correct: int) -> np.ndarray:
 
 
 def curve_of(spec, data, val, *answers):
-    curve = Curve(GivenPredictions(spec, data, answers), [data.clips[u.id] for u in val], 16000, lambda e, b: False)
+    training = GivenPredictions(spec, data, answers)
+    clips = [data.clips[u.id] for u in val]
+    curve = Curve(training, clips, spec.train_params({"maxlen": 16000}), lambda e, b: False, speakers_of(val))
     for epoch in range(1, len(answers) + 1):
         curve.score(None, epoch)
     return curve

@@ -1,0 +1,70 @@
+"""``speaker_norm`` through a whole study, on real EmoDB and ravdess-mini audio with real
+Whisper tiny.en weights: speaker-independent folds, each test speaker standardised with
+its own statistics, and the result, the transfer rows and the saved model saying so."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from serbench.errors import ModelError, UserError
+from serbench.spec import parse_job
+from serbench.study.study import Study
+
+JOB = {
+    "name": "speaker_norm",
+    "seed": 0,
+    "dataset": {
+        "name": "emodb",
+        "protocol": {"name": "speaker-holdout", "test_speakers": ["03", "08"], "val_fraction": 0.25},
+        "subset": {"per_class": 6},
+    },
+    "backbone": {"name": "whisper", "source": "openai/whisper-tiny.en", "options": {"layers": "mean"}},
+    "training": {"batch_size": 4, "unfreeze": 10, "maxlen": 24000, "lr": 3e-3, "epochs": 4},
+    "search_space": {"speaker_norm": {"type": "choice", "values": [True]}},
+    "engine": {"name": "random"},
+    "budget": {"trials": 1},
+    "resources": {"cpus": 2, "memory_gb": 4},
+    "transfer": [{"name": "ravdess", "root": "ravdess-mini", "adapt": ["none", "corpus"]}],
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("speaker-norm")
+    result = Study(parse_job(copy.deepcopy(JOB)), out).run()
+    return result, out
+
+
+def test_the_test_scores_are_marked_transductive(study):
+    result, _ = study
+    (fold,) = result.folds
+    assert fold.best.params["speaker_norm"] is True
+    assert fold.test.transductive is True
+    assert {"03", "08"} == set(fold.test_speakers)
+
+
+def test_every_transfer_row_of_a_speaker_normalised_model_reads_the_target_audio(study):
+    result, _ = study
+    assert result.transfer["ravdess"].uses_target_audio is True  # its own rule, even zero-shot
+    assert result.transfer["ravdess+adapt:corpus"].uses_target_audio is True
+
+
+def test_the_saved_model_standardises_one_speakers_recordings_together(study, emodb_root):
+    from serbench.deploy import load_model
+    from serbench.deploy.onnx_export import export_onnx
+
+    _, out = study
+    model = load_model(out)
+    files = sorted((emodb_root / "wav").glob("03*.wav"))[:6]
+    alone = model.predict_files(files[:3])
+    together = model.predict_files(files)
+    assert all(p.error is None for p in together)
+    # the statistics are those of the recordings given together: three alone score otherwise
+    assert [p.probabilities for p in together[:3]] != [p.probabilities for p in alone]
+    assert [p.probabilities for p in model.predict_files(files[:3])] == [p.probabilities for p in alone]
+    with pytest.raises(UserError, match="at least two recordings"):
+        model.predict_files(files[:1], cut=True)
+    with pytest.raises(ModelError, match="speaker_norm"):
+        export_onnx(out)
