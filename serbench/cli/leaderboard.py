@@ -45,16 +45,10 @@ def run(args: argparse.Namespace) -> int:
         if console.is_terminal:
             print_table(board, console)
             return 0
-    text = render(board, args.format)
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"--output {args.output}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
-    print(f"{args.output}: {args.format} leaderboard of {len(board.loaded.runs)} result(s) in {len(board.rows)} row(s)")
+    from serbench.cli.messages import write_output
+
+    summary = f"{args.format} leaderboard of {len(board.loaded.runs)} result(s) in {len(board.rows)} row(s)"
+    write_output(render(board, args.format), args.output, summary)
     return 0
 
 

@@ -166,12 +166,6 @@ def _time(seconds: float | None) -> str:
 
 
 def _write(text: str, args: argparse.Namespace, model, count: int) -> None:
-    if args.output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"--output {args.output}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
-    print(f"{args.output}: {args.format} predictions of {count} file(s) by {model.folder} ({model.runtime})")
+    from serbench.cli.messages import write_output
+
+    write_output(text, args.output, f"{args.format} predictions of {count} file(s) by {model.folder} ({model.runtime})")

@@ -13,6 +13,7 @@ import numpy as np
 from serbench.errors import DataError
 
 SAMPLE_RATE = 16_000
+MIN_SAMPLES = 1600  # 0.1 s at 16 kHz: the shortest usable utterance
 # The sample rates load_audio reads. Outside them a header is likelier damaged than a
 # recording, and libsoxr's time is no longer bounded (2 s for one file at 2**31 Hz).
 MIN_RATE = 1_000

@@ -20,13 +20,11 @@ from typing import Callable
 
 from serbench.data.base import BadFile, Clip, DatasetAdapter, Utterance
 
-from serbench.data.audio import load_audio
+from serbench.data.audio import MIN_SAMPLES, load_audio
 from serbench.errors import DataError
 from serbench.data.labels import identity_map, map_labels
 from serbench.data.folds import subset_count, take_subset
 from serbench.spec import SubsetSpec
-
-MIN_SAMPLES = 1600  # 0.1 s at 16 kHz
 
 
 @dataclass

@@ -106,12 +106,7 @@ def read_info(folder: Path) -> ModelInfo:
     """``folder/model.json`` as :class:`ModelInfo`; ``ModelError`` (one line) when it is
     missing, not JSON, of another format or version, or does not validate."""
     path = folder / INFO_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{folder}: no {INFO_FILE} here: not a saved serbench model") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: cannot be read as JSON ({exc})") from None
+    raw = _read_json(path, f"{folder}: no {INFO_FILE} here: not a saved serbench model")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ModelError(f"{path}: not a serbench model description (format is not {FORMAT!r})")
     version = raw.get("format_version")
@@ -120,12 +115,29 @@ def read_info(folder: Path) -> ModelInfo:
             f"{path}: model format version {version}, but this serbench ({FORMAT!r} version {FORMAT_VERSION}) "
             "reads only its own; use the serbench version that saved it"
         )
+    return _validated(ModelInfo, raw, path)
+
+
+def _read_json(path: Path, missing: str) -> Any:
+    """``path`` parsed as JSON; ``ModelError`` with ``missing`` when there is no such file,
+    or naming the file when it cannot be read or parsed."""
     try:
-        return ModelInfo.model_validate(raw)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(missing) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot be read as JSON ({exc})") from None
+
+
+def _validated(model: type[Section], raw: Any, path: Path, advice: str = "") -> Any:
+    """``raw`` validated as ``model``; ``ModelError`` naming ``path`` and the first bad
+    field (then ``advice``) when it does not validate."""
+    try:
+        return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ModelError(f"{path}: {where}: {first['msg']}") from None
+        raise ModelError(f"{path}: {where}: {first['msg']}{advice}") from None
 
 
 class OnnxParity(Section):
@@ -156,17 +168,6 @@ def read_onnx_info(folder: Path) -> OnnxInfo:
     """``folder/onnx.json``; ``ModelError`` (one line) when there is none (no export yet)
     or it does not validate."""
     path = folder / ONNX_INFO_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(
-            f"{folder}: no ONNX export here ({ONNX_INFO_FILE} is missing): run serbench export {folder} --format onnx first"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: cannot be read as JSON ({exc})") from None
-    try:
-        return OnnxInfo.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ModelError(f"{path}: {where}: {first['msg']}; run serbench export {folder} --format onnx again") from None
+    missing = f"{folder}: no ONNX export here ({ONNX_INFO_FILE} is missing): run serbench export {folder} --format onnx first"
+    raw = _read_json(path, missing)
+    return _validated(OnnxInfo, raw, path, f"; run serbench export {folder} --format onnx again")

@@ -16,8 +16,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from serbench.data.audio import load_audio, resample
-from serbench.data.corpus import MIN_SAMPLES
+from serbench.data.audio import MIN_SAMPLES, load_audio, resample
 from serbench.deploy.format import ModelInfo
 from serbench.deploy.windows import windows
 from serbench.errors import DataError, UserError

@@ -89,8 +89,8 @@ SPEC_CASES = [
         id="unknown-param-type",
     ),
     pytest.param(
-        {"search_space.dropout": {"type": "float", "low": 0.0, "high": 0.5}},
-        ["search_space", "dropout", "unknown hyperparameter"],
+        {"search_space.momentum": {"type": "float", "low": 0.0, "high": 0.5}},
+        ["search_space", "momentum", "unknown hyperparameter"],
         id="unknown-hyperparameter",
     ),
     pytest.param(

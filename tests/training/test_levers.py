@@ -172,3 +172,19 @@ def test_label_smoothing_keeps_the_model_less_certain(clips):
     fit(smooth, clips, params.model_copy(update={"label_smoothing": 0.5}), seed=0)
     top = [torch.softmax(torch.from_numpy(logits_of(m, clips, MAXLEN)), 1).max(1).values.mean() for m in (sharp, smooth)]
     assert top[1] < top[0]
+
+
+# --- specs written before the levers ----------------------------------------------------
+
+
+def test_the_levers_at_their_defaults_leave_fingerprints_and_seed_groups_unchanged(job_dict):
+    from serbench.spec import parse_job
+    from serbench.spec.job import LATER_TRAINING_DEFAULTS
+
+    plain = parse_job(job_dict)
+    training = plain.fingerprint_data()["training"]
+    assert not set(LATER_TRAINING_DEFAULTS) & set(training)  # as a journal from before them
+    assert set(LATER_TRAINING_DEFAULTS) <= set(plain.model_dump()["training"])
+    for key, value in {"speaker_norm": True, "dropout": 0.2, "label_smoothing": 0.1, "augment": "noise"}.items():
+        changed = parse_job({**job_dict, "training": {**job_dict["training"], key: value}})
+        assert changed.fingerprint_data()["training"][key] == value
