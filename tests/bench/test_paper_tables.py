@@ -1,0 +1,190 @@
+"""``bench/paper_tables.py``: the plan of seed variants it runs, and the report it builds
+from real results.
+
+Six real tiny studies (EmoDB subset, whisper-tiny.en frozen, two trials; about a minute on
+2 CPUs) are run in-process under the names the report runs its jobs as: random and optuna
+search on seeds 0 and 1, the select_on: test copy of random search on seed 0, and a
+transfer study on seed 0 scored on ravdess-mini zero-shot and corpus-adapted. The report
+is then built from that folder with ``--from`` (no Ray), and every figure checked against
+the result files, recomputed with the leaderboard's statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, SMOKE_JOB
+
+from serbench.leaderboard.board import OPTIMISTIC_MARK
+from serbench.leaderboard.stats import bootstrap_ci, paired_test
+from serbench.spec import parse_job
+from serbench.study.study import Study
+
+sys.path.insert(0, str(REPO / "bench"))
+import paper_tables  # noqa: E402
+
+HONEST = {"random_emodb_whisper": ("random", (0, 1)), "optuna_emodb_whisper": ("optuna", (0, 1))}
+
+
+def _job(name: str, seed: int, engine: str, **changes) -> dict:
+    job = copy.deepcopy(SMOKE_JOB)
+    job.update(name=name, seed=seed, engine={"name": engine}, thresholds=[0.2, 0.5], **changes)
+    return job
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, monkeypatch_module):
+    """The folder of the six real studies, named ``<group>_seed<k>``."""
+    root = tmp_path_factory.mktemp("paper-results")
+    monkeypatch_module.setenv("SERBENCH_CACHE", str(root / "feature-cache"))  # shared, as the script does
+    jobs = [_job(f"{group}_seed{seed}", seed, engine) for group, (engine, seeds) in HONEST.items() for seed in seeds]
+    jobs.append(_job("random_emodb_whisper_optimistic_seed0", 0, "random", select_on="test"))
+    jobs.append(_job("transfer_emodb_ravdess_seed0", 0, "random",
+                     transfer=[{"name": "ravdess", "root": "ravdess-mini", "adapt": ["none", "corpus"]}]))
+    for job in jobs:
+        Study(parse_job(job), root / job["name"]).run()
+    return root
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def report(results, tmp_path_factory):
+    """``(markdown, output path)`` of the report built from ``results``."""
+    output = tmp_path_factory.mktemp("paper-report") / "emodb.md"
+    assert paper_tables.main(["--from", str(results), "--output", str(output)]) == 0
+    return output.read_text(encoding="utf-8"), output
+
+
+def result(results: Path, name: str) -> dict:
+    return json.loads((results / name / "result.json").read_text(encoding="utf-8"))
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of the ``## `` section whose heading starts with ``title``."""
+    part = markdown.split(f"\n## {title}", 1)[1]
+    return part.split("\n## ", 1)[0]
+
+
+def table_cells(text: str) -> list[list[str]]:
+    """The cells of every table row of ``text``."""
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|")]
+
+
+def table_row(text: str, first_cells: list[str]) -> list[str]:
+    """The cells of the one table row of ``text`` that starts with ``first_cells``."""
+    found = [cells for cells in table_cells(text) if cells[: len(first_cells)] == first_cells]
+    assert len(found) == 1, (first_cells, found)
+    return found[0]
+
+
+def test_table5_shows_the_mean_sd_and_bootstrap_interval_over_seeds(results, report):
+    markdown, _ = report
+    table = section(markdown, "Table 5")
+    for group, (engine, seeds) in HONEST.items():
+        tests = [result(results, f"{group}_seed{seed}")["test_summary"]["bca_mean"] for seed in seeds]
+        interval = bootstrap_ci(tests)
+        (row,) = [cells for cells in table_cells(table) if cells[1] == engine and cells[0] in ("1", "2")]
+        assert row[2] == "0,1"
+        assert row[5] == f"{statistics.fmean(tests):.3f} ± {statistics.pstdev(tests):.3f}"
+        assert row[6] == f"[{interval.low:.3f}, {interval.high:.3f}]"
+    assert OPTIMISTIC_MARK not in table and "_optimistic" not in table  # no optimistic row ranked here
+    assert table_row(table, ["", "ax"])[2] == "not run"
+
+
+def test_table4_lists_what_each_seed_chose_on_validation(results, report):
+    markdown, _ = report
+    table = section(markdown, "Table 4")
+    for group, (engine, seeds) in HONEST.items():
+        for seed in seeds:
+            data = result(results, f"{group}_seed{seed}")
+            best = data["best"]
+            row = table_row(table, [engine, str(seed)])
+            assert row[2] == str(best["trial"] + 1)
+            assert row[3] == f"{best['params']['lr']:.2e}" and row[4] == str(best["params"]["epochs"])
+            assert row[7] == f"{best['val_bca']:.3f}" and row[8] == f"{data['test']['bca']:.3f}"
+
+
+def test_engines_are_compared_paired_by_seed(results, report):
+    markdown, _ = report
+    table = section(markdown, "Engines compared")
+    values = {engine: {seed: result(results, f"{group}_seed{seed}")["test_summary"]["bca_mean"] for seed in seeds}
+              for group, (engine, seeds) in HONEST.items()}
+    expected = paired_test(values)
+    row = table_row(table, ["optuna vs random"])
+    assert row[2] == "2" and row[3] == "wilcoxon"
+    if expected.p_value is not None:
+        assert row[5] == f"{expected.p_value:.4g}"
+    assert table_row(table, ["the five engines"])[1] == "not run"
+
+
+def test_optimistic_rows_stand_apart_beside_the_honest_figure(results, report):
+    markdown, _ = report
+    table = section(markdown, "Optimistic rows")
+    data = result(results, "random_emodb_whisper_optimistic_seed0")
+    assert data["select_on"] == "test"
+    row = table_row(table, ["1", f"random{OPTIMISTIC_MARK}"])
+    honest = [result(results, f"random_emodb_whisper_seed{seed}")["test_summary"]["bca_mean"] for seed in (0, 1)]
+    assert row[3] == f"{data['test_summary']['bca_mean']:.3f}"
+    assert row[5] == f"{statistics.fmean(honest):.3f} ± {statistics.pstdev(honest):.3f}"
+    honest0 = result(results, "random_emodb_whisper_seed0")["test_summary"]["bca_mean"]
+    assert row[6] == f"{data['test_summary']['bca_mean'] - honest0:+.3f} (1 seed)"
+
+
+def test_table6_counts_n_dropped_and_classes_on_one_population(results, report):
+    markdown, _ = report
+    table = section(markdown, "Table 6")
+    data = result(results, "transfer_emodb_ravdess_seed0")
+    assert set(data["transfer"]) == {"ravdess", "ravdess+adapt:corpus"}
+    for key, score in data["transfer"].items():
+        row = table_row(table, ["tuned (2-trial random search)", key])
+        assert row[4] == str(score["n"])
+        counts = dict(part.rsplit(" ", 1) for part in row[5].split(", "))
+        assert sum(map(int, counts.values())) == score["n"]
+        assert row[6] == ", ".join(f"{label} {count}" for label, count in score["dropped"].items())
+        assert row[7] == f"{score['bca']:.3f}"
+    assert table_row(table, ["untuned (defaults, no search)"])[1] == "not run"
+
+
+def test_raw_results_and_job_names_are_kept_without_machine_paths(results, report):
+    _, output = report
+    raw = output.with_suffix("")
+    names = sorted(path.parent.name for path in results.glob("*/result.json"))
+    assert sorted(path.parent.name for path in raw.glob("*/result.json")) == names
+    kept = (raw / "random_emodb_whisper_seed0" / "result.json").read_text(encoding="utf-8")
+    assert "$SERBENCH_DATA" in kept
+
+
+def test_the_plan_runs_every_committed_job_once_per_seed_changing_only_name_and_seed():
+    plan = paper_tables.plan_jobs((0, 3))
+    assert sorted(job.name for job in plan) == sorted(f"{group}_seed{seed}" for group in paper_tables.groups()
+                                                      for seed in (0, 3))
+    assert [job.minutes for job in plan] == sorted((job.minutes for job in plan), reverse=True)
+    for job in plan:
+        committed = yaml.safe_load((REPO / "jobs" / f"{job.base}.yaml").read_text(encoding="utf-8"))
+        spec = paper_tables.job_spec(job)
+        changed = {key for key in {*committed, *spec} if committed.get(key) != spec.get(key)}
+        expected = {"name", "seed"} if job.seed != committed["seed"] else {"name"}
+        assert changed == expected | ({"select_on"} if job.optimistic else set())
+        assert parse_job(spec).name == job.name
+
+
+def test_quick_jobs_keep_the_space_and_cut_trials_and_data():
+    for job in paper_tables.plan_jobs((0,), quick=True):
+        committed = yaml.safe_load((REPO / "jobs" / f"{job.base}.yaml").read_text(encoding="utf-8"))
+        spec = paper_tables.job_spec(job)
+        assert spec["search_space"] == committed["search_space"]
+        assert spec["budget"]["trials"] == min(committed["budget"]["trials"], paper_tables.QUICK_TRIALS)
+        assert spec["dataset"]["subset"]
+        parse_job(spec)
