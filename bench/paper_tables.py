@@ -23,6 +23,7 @@ files as run are copied next to the report, under ``docs/results/emodb/``.
 
     python bench/paper_tables.py --plan                 # the jobs, their estimated minutes, the wall clock
     python bench/paper_tables.py                        # run everything (--plan: about 9 h on 2 cores)
+    python bench/paper_tables.py --other-seeds 0        # engines x 5 seeds, the other studies once (--plan: about 4.7 h on 2 cores)
     python bench/paper_tables.py --from results/paper   # tables from finished results
     python bench/paper_tables.py --quick --results /tmp/paper-quick   # every table end to end, minutes
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cpus = args.cpus or available_cpus()
-        plan = plan_jobs(args.seeds, args.quick)
+        plan = plan_jobs(args.seeds, args.quick, args.other_seeds)
         if args.plan:
             print(plan_text(plan, cpus, args.quick))
             return 0
@@ -168,6 +169,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, help="where runs write (default results/paper)")
     parser.add_argument("--output", type=Path, help="the report (default docs/results/emodb.md)")
     parser.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds (default 0,1,2,3,4)")
+    parser.add_argument("--other-seeds", type=parse_seeds, default=None,
+                        help="seeds of the studies other than the honest engine jobs and their library "
+                        "defaults: optimistic copies, speaker-holdout, LOSO, transfer (default: --seeds)")
     parser.add_argument("--quick", action="store_true",
                         help="seeds 0,1, 3 trials, a stratified EmoDB subset: every table in minutes")
     parser.add_argument("--plan", action="store_true", help="print the jobs and their estimated minutes; run nothing")
@@ -239,11 +243,15 @@ class Planned:
         return not self.quick and self.base not in MEASURED_MINUTES
 
 
-def plan_jobs(seeds: tuple[int, ...], quick: bool = False) -> list[Planned]:
-    """Every group x seed, longest (estimated) first, seeds in the order given."""
+def plan_jobs(seeds: tuple[int, ...], quick: bool = False, other_seeds: tuple[int, ...] | None = None) -> list[Planned]:
+    """Every group x seed, longest (estimated) first, seeds in the order given: the honest
+    engine jobs and their library-default variants once per seed of ``seeds``, the other
+    groups (optimistic copies, speaker-holdout, LOSO, transfer) once per seed of
+    ``other_seeds`` (default: all of ``seeds``)."""
     plan = []
-    for seed in seeds:
-        for group in groups():
+    seeded = {*ENGINE_JOBS.values(), *DEFAULT_JOBS}
+    for group in groups():
+        for seed in seeds if group in seeded or other_seeds is None else other_seeds:
             optimistic = group.endswith(OPTIMISTIC)
             base = group.removesuffix(OPTIMISTIC)
             minutes = QUICK_MINUTES if quick else MEASURED_MINUTES.get(base) or GUESSED_MINUTES[base]

@@ -180,6 +180,17 @@ def test_the_plan_runs_every_committed_job_once_per_seed_changing_only_name_and_
         assert parse_job(spec).name == job.name
 
 
+def test_other_seeds_apply_to_every_group_but_the_honest_engines_and_their_defaults():
+    plan = paper_tables.plan_jobs((0, 1, 2), other_seeds=(0,))
+    seeded = {*paper_tables.ENGINE_JOBS.values(), *paper_tables.DEFAULT_JOBS}
+    seeds: dict[str, set[int]] = {}
+    for job in plan:
+        seeds.setdefault(job.group, set()).add(job.seed)
+    assert set(seeds) == set(paper_tables.groups())
+    for group, used in seeds.items():
+        assert used == ({0, 1, 2} if group in seeded else {0}), group
+
+
 def test_quick_jobs_keep_the_space_and_cut_trials_and_data():
     for job in paper_tables.plan_jobs((0,), quick=True):
         committed = yaml.safe_load((REPO / "jobs" / f"{job.base}.yaml").read_text(encoding="utf-8"))
