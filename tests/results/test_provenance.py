@@ -122,4 +122,6 @@ def test_the_schema_documents_the_provenance_and_old_results_still_load():
     assert "commit" not in versions.get("required", [])  # results written before still validate
     loaded = load_results(REPO / "docs" / "results")
     assert loaded.runs and not loaded.skipped
-    assert all(run.result.versions.commit is None and run.result.versions.libraries == {} for run in loaded.runs)
+    # docs/results also holds newer results; those written before provenance load with its defaults
+    old = [run for run in loaded.runs if run.result.versions.commit is None]
+    assert old and all(run.result.versions.libraries == {} for run in old)
