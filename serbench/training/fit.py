@@ -11,8 +11,9 @@ augmented copies of the training clips (:mod:`serbench.training.augment`), and
 ``speaker_norm``: each speaker's features standardised with that speaker's own
 statistics (:mod:`serbench.training.grouping`), in training and whenever a speaker-
 normalised model is scored (``logits_of(..., speakers=...)``). Statistics -- the training
-set's or each speaker's -- always come from the original clips under the frozen
-pre-trained encoder, never from augmented copies.
+set's or each speaker's -- come from the original clips, never from augmented copies:
+under the frozen pre-trained encoder, and each speaker's refitted every epoch once the
+encoder has trained.
 """
 
 from __future__ import annotations
