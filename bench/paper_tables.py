@@ -104,7 +104,9 @@ GUESSED_MINUTES = {
     SPEAKER_JOB: 16.2,  # optuna's search on fewer training clips (6 of 10 speakers): at most optuna's
     TRANSFER_JOB: 14.5,  # random search (13.8) plus three transfer scorings
     UNTUNED_JOB: 1.5,  # one trial of 3 epochs, the final model, three transfer scorings
-    LOSO_JOB: 12.0,  # 10 folds x 15 head-only trials on cached whisper-base features
+    # 10 folds x 20 head-only trials on cached whisper-base features (augmented copies
+    # included): run alone, folds two at a time, it took 53 minutes of wall clock on 2 CPUs
+    LOSO_JOB: 100.0,
 }
 # A select_on: test trial trains on train + validation (428 clips) instead of train (342).
 OPTIMISTIC_FACTOR = 428 / 342
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cpus = args.cpus or available_cpus()
-        plan = plan_jobs(args.seeds, args.quick, args.other_seeds)
+        plan = [job for job in plan_jobs(args.seeds, args.quick, args.other_seeds)
+                if args.only is None or job.group in args.only]
         if args.plan:
             print(plan_text(plan, cpus, args.quick))
             return 0
@@ -177,6 +180,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plan", action="store_true", help="print the jobs and their estimated minutes; run nothing")
     parser.add_argument("--cpus", type=int, default=None,
                         help="CPUs of the Ray head started here and of --plan's estimate (default: all available)")
+    parser.add_argument("--only", type=parse_groups, default=None,
+                        help="comma-separated report rows to run (e.g. ax_emodb_whisper,loso_emodb_whisper); "
+                        "the report is still built from every result in --results, so a long plan can run in parts")
     parser.add_argument("--force", action="store_true", help="rerun jobs whose results exist")
     parser.add_argument("--ray-address", default=None,
                         help="run the jobs on this Ray cluster (HOST:PORT; default: a head started here)")
@@ -198,6 +204,17 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give distinct non-negative seeds")
     return seeds
+
+
+def parse_groups(text: str) -> frozenset[str]:
+    """``"ax_emodb_whisper,loso_emodb_whisper"`` -> those report rows; each must be one of
+    :func:`groups`."""
+    chosen = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(chosen - set(groups()))
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(f"{', '.join(unknown) or repr(text)}: not a row of the report "
+                                         f"(one of {', '.join(groups())})")
+    return chosen
 
 
 def available_cpus() -> int:
@@ -342,8 +359,10 @@ def plan_text(plan: list[Planned], cpus: int, quick: bool) -> str:
 
 @dataclass
 class Runs:
-    """What this invocation ran: wall seconds per job, the Ray instance and its CPUs, the
-    wall clock of all, and the wall clock :func:`schedule` estimated."""
+    """What was run into a results folder: wall seconds per job, the Ray instance and its
+    CPUs, the wall clock of all, and the wall clock :func:`schedule` estimated. A plan run in
+    parts (``--only``, or again after an interruption) adds to the record: ``parts`` counts
+    the invocations that ran something, and the wall clocks are their sums."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     ray: str = ""  # "a head started here" or the address given
@@ -351,11 +370,20 @@ class Runs:
     wall_seconds: float = 0.0
     estimated_minutes: float = 0.0
     cache: str = ""
+    parts: int = 1
 
     FILE = "paper_tables_run.json"
 
     def save(self, root: Path) -> None:
-        (root / self.FILE).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        """Write the record to ``root``, added to the one an earlier part left there."""
+        earlier = Runs.load(root)
+        merged = self
+        if earlier.seconds:
+            merged = Runs(seconds={**earlier.seconds, **self.seconds}, ray=self.ray, cpus=self.cpus,
+                          wall_seconds=earlier.wall_seconds + self.wall_seconds,
+                          estimated_minutes=earlier.estimated_minutes + self.estimated_minutes,
+                          cache=self.cache, parts=earlier.parts + self.parts)
+        (root / self.FILE).write_text(json.dumps(asdict(merged), indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, root: Path) -> Runs:
@@ -371,7 +399,8 @@ class Runs:
 def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: int) -> Runs:
     """Run every job of ``plan`` not already complete in ``root`` (``serbench run
     --backend ray``), in plan order, ``cpus`` at a time, sharing one feature cache; the
-    record of what ran is saved to ``root`` (an empty one, unsaved, when nothing had to)."""
+    record of what ran is added to ``root``'s and returned (the earlier record alone when
+    nothing had to run)."""
     from serbench.errors import UserError
     from serbench.execution.limits import GIB, memory_limit
     from serbench.spec import parse_job
@@ -384,7 +413,7 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
             continue
         todo[job.name] = (job, job_spec(job))
     if not todo:
-        return Runs()
+        return Runs.load(root)
     memory = memory_limit().bytes
     # one trial per CPU at a time: each gets an equal share of memory, at most what its job asks
     memory_gb = min(max(parse_job(spec).resources.memory_gb for _, spec in todo.values()),
@@ -425,6 +454,7 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
             head.stop()
     runs.wall_seconds = time.perf_counter() - began
     runs.save(root)  # also when a job failed: the record of what did run
+    runs = Runs.load(root)  # with the earlier parts'
     failed = [f"{name} (exit {status}, log {root / 'logs' / f'{name}.log'})" for name, status in outcomes if status]
     if failed:
         raise UserError(f"serbench run failed for {', '.join(failed)}")
@@ -499,9 +529,10 @@ def read_report(root: Path) -> Report:
 
 
 def keep_raw(root: Path, report: Report, raw: Path) -> None:
-    """Copy each run's result.json and trials.jsonl to ``raw/<job>/`` and the job files as
-    run to ``raw/jobs/``; earlier copies in ``raw`` of jobs not in ``report`` are removed.
-    Nothing is copied when ``raw`` is ``root`` itself."""
+    """Copy each run's result.json and trials.jsonl to ``raw/<job>/``, the job files as run
+    to ``raw/jobs/`` and the record of the run (:class:`Runs`) to ``raw/``; earlier copies in
+    ``raw`` of jobs not in ``report`` are removed. Nothing is copied when ``raw`` is ``root``
+    itself. Copying ``raw`` back into a results folder resumes the plan where it stopped."""
     if raw.resolve() == root.resolve():
         return
     names = {run.result.job for run in report.runs()}
@@ -521,6 +552,9 @@ def keep_raw(root: Path, report: Report, raw: Path) -> None:
             (raw / "jobs").mkdir(exist_ok=True)
             (raw / "jobs" / job_file.name).write_text(_portable(job_file.read_text(encoding="utf-8")),
                                                       encoding="utf-8")
+    record = root / Runs.FILE
+    if record.is_file():
+        (raw / Runs.FILE).write_text(_portable(record.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def _portable(text: str) -> str:
@@ -917,9 +951,10 @@ def run_times(report: Report, runs: Runs) -> list[str]:
     total = sum(run.result.wall_seconds for run in report.runs()) / 60
     lines += ["", f"Total: {total:.1f} minutes of studies ({len(report.runs())} studies)."]
     if runs.seconds:
+        parts = f" in {runs.parts} parts (summed)" if runs.parts > 1 else ""
         lines.append(f"This report's own run: {len(runs.seconds)} jobs{_execution_text(runs)}; "
                      f"{runs.wall_seconds / 60:.1f} minutes of wall clock from the first job's start to the last "
-                     f"one's end (estimated beforehand: {runs.estimated_minutes:.0f}).")
+                     f"one's end{parts} (estimated beforehand: {runs.estimated_minutes:.0f}).")
     return lines
 
 
