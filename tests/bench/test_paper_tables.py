@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -199,3 +200,34 @@ def test_quick_jobs_keep_the_space_and_cut_trials_and_data():
         assert spec["budget"]["trials"] == min(committed["budget"]["trials"], paper_tables.QUICK_TRIALS)
         assert spec["dataset"]["subset"]
         parse_job(spec)
+
+
+def test_only_runs_the_rows_named_and_refuses_a_row_the_report_has_not(capsys):
+    chosen = "loso_emodb_whisper,ax_emodb_whisper_optimistic"
+    assert paper_tables.main(["--plan", "--only", chosen, "--seeds", "0,1", "--other-seeds", "0"]) == 0
+    planned = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "_seed" in line]
+    assert sorted(planned) == ["ax_emodb_whisper_optimistic_seed0", "loso_emodb_whisper_seed0"]
+    with pytest.raises(SystemExit) as stopped:
+        paper_tables.main(["--plan", "--only", "ax_emodb"])
+    assert stopped.value.code == 2
+    assert "ax_emodb: not a row of the report" in capsys.readouterr().err
+
+
+def test_a_plan_run_in_parts_adds_up_its_record_and_resumes_from_the_kept_raw_results(results, tmp_path):
+    results = Path(shutil.copytree(results, tmp_path / "results"))
+    first = paper_tables.Runs(seconds={"random_emodb_whisper_seed0": 60.0}, ray="head", cpus=2,
+                              wall_seconds=60.0, estimated_minutes=1.0)
+    first.save(results)
+    paper_tables.Runs(seconds={"random_emodb_whisper_seed1": 30.0}, ray="head", cpus=2, wall_seconds=30.0,
+                      estimated_minutes=0.5).save(results)
+    record = paper_tables.Runs.load(results)
+    assert record.seconds == {"random_emodb_whisper_seed0": 60.0, "random_emodb_whisper_seed1": 30.0}
+    assert (record.wall_seconds, record.estimated_minutes, record.parts) == (90.0, 1.5, 2)
+
+    raw = tmp_path / "raw"
+    paper_tables.keep_raw(results, paper_tables.read_report(results), raw)
+    assert paper_tables.Runs.load(raw) == record
+    # the kept folder as a results folder: its finished jobs are not run again
+    plan = [job for job in paper_tables.plan_jobs((0, 1)) if job.group == "random_emodb_whisper"]
+    args = paper_tables.parse_args(["--results", str(raw)])
+    assert paper_tables.run_jobs(raw, plan, args, cpus=2) == record
