@@ -63,6 +63,13 @@ def search_splits(spec: JobSpec, fold: Fold) -> tuple[list[Utterance], list[Utte
     return fold.split.train, fold.split.val
 
 
+def speaker_grouping(train_params, speakers: list[str]) -> list[str] | None:
+    """The grouping a model trained with ``train_params`` is scored with: each clip's
+    speaker for a ``speaker_norm`` model (each speaker standardised with its own
+    statistics), else ``None`` (the training set's statistics for all)."""
+    return speakers if train_params.speaker_norm else None
+
+
 def speakers_of(utterances: list[Utterance]) -> list[str]:
     """Each utterance's speaker, in order."""
     return [u.speaker for u in utterances]
@@ -198,8 +205,7 @@ class Training:
         standardises each speaker with its own statistics."""
         from serbench.training.fit import predict
 
-        grouping = speakers if train_params.speaker_norm else None
-        return predict(model, clips, train_params.maxlen, self.inputs.cache, grouping)
+        return predict(model, clips, train_params.maxlen, self.inputs.cache, speaker_grouping(train_params, speakers))
 
     def _clips(self, utterances: list[Utterance]) -> list:
         return [self.inputs.data.clips[u.id] for u in utterances]
@@ -212,7 +218,7 @@ class Training:
 
         clips = self._clips(utterances)
         truth = np.array([c.label for c in clips])
-        grouping = speakers_of(utterances) if train_params.speaker_norm else None
+        grouping = speaker_grouping(train_params, speakers_of(utterances))
         probabilities = predict_proba(model, clips, train_params.maxlen, self.inputs.cache, grouping)
         predicted = probabilities.argmax(axis=1)
         ids = [c.id for c in clips]
@@ -244,9 +250,7 @@ class Training:
 
         return torch.stack(encode_batched(model, list(corpus.clips.values()), maxlen))
 
-    def _score_adapted(
-        self, model, corpus: LoadedCorpus, features, mode: str, speaker_norm: bool = False
-    ) -> TransferScore:
+    def _score_adapted(self, model, corpus: LoadedCorpus, features, mode: str, speaker_norm: bool) -> TransferScore:
         """Test-time adaptation (:mod:`serbench.training.adapt`): the statistics are fitted
         on all the target's utterances (the label map's population, its labels unread);
         the scored ones are those whose class the model knows, as zero-shot."""
@@ -258,7 +262,7 @@ class Training:
         score = score_predictions(truth, predicted, self.inputs.data.classes)
         return score.model_copy(update={"uses_target_audio": True})
 
-    def _adapted_logits(self, model, corpus: LoadedCorpus, features, mode: str, speaker_norm: bool = False):
+    def _adapted_logits(self, model, corpus: LoadedCorpus, features, mode: str, speaker_norm: bool):
         """Logits of every target clip (``corpus.clips`` order) adapted in ``mode``: grouped
         by the utterances' speakers, never their labels."""
         from serbench.training.adapt import adapted_logits, groups_for
