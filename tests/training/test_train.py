@@ -124,8 +124,12 @@ def test_cached_prefix_and_uncached_partial_fine_tuning_give_the_same_model(clip
     misses = cache.misses
     assert (predict(cached, clips, 24000, cache) == predict(uncached, clips, 24000)).all()
     assert cache.misses == misses  # predictions reuse the prefix states
+    # Adam divides by the gradient's running size, so last-bit differences between the
+    # cached and recomputed prefix (batched differently) move near-zero-gradient weights by
+    # up to ~lr; what must agree is each tensor's update as a whole.
     for key, value in encoder_state(uncached).items():
-        assert torch.allclose(after[key], value, atol=1e-5), key
+        update, other = after[key] - before[key], value - before[key]
+        assert (update - other).norm() <= 1e-2 * update.norm() + 1e-7, key
     assert torch.allclose(cached.head.weight, uncached.head.weight, atol=1e-5)
 
 
