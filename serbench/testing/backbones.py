@@ -132,7 +132,7 @@ def check_model(backbone_cls, source, options=None, clips=(), *, maxlen=MAXLEN, 
         model = build(make_backbone(backbone_cls, source, options), num_classes=NUM_CLASSES + 2)
     if not isinstance(model, SERModel):
         raise BackboneContractError(backbone_cls, clause, f"build() returned a {type(model).__name__}, not a SERModel")
-    head = {id(p) for p in [*model.head.parameters(), *model.norm.parameters()]}
+    head = {id(p) for module in model.head_modules() for p in module.parameters()}
     encoder = list(model.encoder_parameters())
     if not encoder:
         raise BackboneContractError(backbone_cls, clause, "encoder_parameters() is empty: encoder_modules() names no weights")
@@ -422,12 +422,13 @@ def _frozen(model: SERModel) -> SERModel:
 
 
 def _head_state(model: SERModel) -> dict[str, Any]:
-    return {**dict(model.norm.named_parameters("norm")), **dict(model.head.named_parameters("head"))}
+    return {name: p for part in model.HEAD_PARTS if getattr(model, part) is not None
+            for name, p in getattr(model, part).named_parameters(part)}
 
 
 def _encoder_state(model: SERModel) -> dict[str, Any]:
-    """Every parameter and buffer of the model outside its head (``norm`` and ``head``)."""
-    head = {id(t) for t in [*model.head.parameters(), *model.norm.parameters(), *model.head.buffers(), *model.norm.buffers()]}
+    """Every parameter and buffer of the model outside its head (``pool``, ``norm``, ``head``)."""
+    head = {id(t) for module in model.head_modules() for t in [*module.parameters(), *module.buffers()]}
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     return {name: t for name, t in tensors.items() if id(t) not in head}
 
