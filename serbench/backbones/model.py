@@ -23,7 +23,8 @@ class Standardize(nn.Module):
     Pooled encoder features share a large common offset, which makes a linear head on
     raw features learn very slowly at the paper's learning rates; standardising with the
     training set's statistics (scikit-learn's ``StandardScaler``, as a layer) fixes that
-    without adding trainable parameters.
+    without adding trainable parameters. Under a learned pooling (``SERModel.pool``) the
+    pooled vectors change as it trains: ``fit`` then refits these statistics each epoch.
     """
 
     def __init__(self, dim: int):
