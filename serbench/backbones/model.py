@@ -23,7 +23,8 @@ class Standardize(nn.Module):
     Pooled encoder features share a large common offset, which makes a linear head on
     raw features learn very slowly at the paper's learning rates; standardising with the
     training set's statistics (scikit-learn's ``StandardScaler``, as a layer) fixes that
-    without adding trainable parameters.
+    without adding trainable parameters. Under a learned pooling (``SERModel.pool``) the
+    pooled vectors change as it trains: ``fit`` then refits these statistics each epoch.
     """
 
     def __init__(self, dim: int):
@@ -93,6 +94,39 @@ class LayerMix(nn.Module):
         return torch.where(stats["fitted"], standardised, mixed)
 
 
+class AttentionPool(nn.Module):
+    """A learned attention over a clip's valid frames, ``(B, T, D)`` and ``valid`` ``(B, T)``
+    to ``(B, D)``: weights ``softmax_t(v^T tanh(W h_t + b))`` over the valid frames only
+    (padding gets weight zero), the weighted mean; with ``std`` also the weighted standard
+    deviation, ``(B, 2 D)`` (attentive statistics pooling, Okabe et al. 2018).
+
+    ``v`` starts at zero, so every score is zero and the weights start uniform: the
+    pooling starts as the plain mean (and standard deviation) over the valid frames. Its
+    parameters belong to the head: they train in every epoch, frozen encoder or not.
+    """
+
+    def __init__(self, dim: int, hidden: int = 64, std: bool = False):
+        super().__init__()
+        self.std = std
+        self.project = nn.Linear(dim, hidden)
+        self.score = nn.Linear(hidden, 1, bias=False)
+        nn.init.zeros_(self.score.weight)
+
+    def weights(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` attention weights, zero on invalid frames, each row summing to one."""
+        scores = self.score(torch.tanh(self.project(h)))[..., 0]
+        scores = scores.masked_fill(~valid, torch.finfo(scores.dtype).min)
+        return torch.softmax(scores, dim=1) * valid.to(h.dtype)
+
+    def forward(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        weights = self.weights(h, valid)[:, :, None]
+        mean = (h * weights).sum(dim=1)
+        if not self.std:
+            return mean
+        variance = (((h - mean[:, None, :]) ** 2) * weights).sum(dim=1)
+        return torch.cat([mean, variance.clamp_min(1e-12).sqrt()], dim=1)
+
+
 def set_buffers(module: nn.Module, values: dict[str, torch.Tensor]) -> None:
     """Copy ``values`` into ``module``'s buffers of the same names."""
     for name, value in values.items():
@@ -113,7 +147,18 @@ class SERModel(nn.Module):
     ``feature_layers`` set, one pooled vector per layer, ``(B, feature_layers,
     feature_dim)``. The head (``norm`` then ``head``) is :class:`Standardize`, or with
     layers a :class:`LayerMix`, followed by one linear layer.
+
+    A model whose pooling is learned (``pool``, e.g. an :class:`AttentionPool`; ``None``
+    for a fixed pooling such as the mean) pools as part of the head. It implements
+    ``_frames``: per clip, the encoder's output frames ``(T, feature_frame_dim)`` after
+    layer selection, the valid frames only. ``encode_frames`` gives them (gradients only
+    while the encoder trains), ``pool_frames`` pools them (gradients in every epoch), and
+    ``encode`` is the two in turn. While the encoder is frozen and pristine a feature
+    cache keeps the frames (``kind="frames"``), never the pooled vectors: those change
+    as ``pool`` trains.
     """
+
+    HEAD_PARTS = ("pool", "norm", "head")  # what trains in every epoch; names in trained_state
 
     def __init__(self, feature_dim: int, num_classes: int, feature_layers: int | None = None):
         super().__init__()
@@ -125,6 +170,11 @@ class SERModel(nn.Module):
         self.encoder_trainable = True
         self.encoder_pristine = True  # False once an optimiser step may have changed the encoder
         self.prefix_rows: int | None = None  # set by models with a cacheable frozen prefix
+        self.pool: nn.Module | None = None  # a learned pooling, part of the head (see the class)
+
+    def head_modules(self) -> list[nn.Module]:
+        """The head's modules (``pool`` when learned, ``norm``, ``head``)."""
+        return [m for m in (getattr(self, part) for part in self.HEAD_PARTS) if m is not None]
 
     @abstractmethod
     def encoder_modules(self) -> Sequence[nn.Module]:
@@ -157,6 +207,28 @@ class SERModel(nn.Module):
         grad = torch.is_grad_enabled() and self.encoder_trainable
         with torch.set_grad_enabled(grad):
             return self._encode_from_prefix(states, samples)
+
+    def _frames(self, waves: Sequence[np.ndarray], maxlen: int | None) -> list[torch.Tensor]:
+        """Per clip (already cut to ``maxlen``), the encoder's valid output frames, as a
+        learned ``pool`` pools them (see the class)."""
+        raise NotImplementedError(f"{type(self).__name__} has no learned pooling")
+
+    def encode_frames(self, waves: Sequence[np.ndarray], maxlen: int | None = None) -> list[torch.Tensor]:
+        """``_frames`` of the waves, with gradients only while the encoder trains."""
+        grad = torch.is_grad_enabled() and self.encoder_trainable
+        with torch.set_grad_enabled(grad):
+            return self._frames(waves, maxlen)
+
+    def pool_frames(self, frames: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Features ``(B, feature_dim)`` of per-clip frames ``(T_i, D)`` through ``pool``
+        (gradients whenever enabled: ``pool`` is the head's). Clips are zero-padded to the
+        longest and the padding masked, so a clip pools the same alone or batched."""
+        lengths = torch.tensor([len(f) for f in frames])
+        x = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1], dtype=frames[0].dtype)
+        for i, f in enumerate(frames):
+            x[i, : len(f)] = f
+        valid = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+        return self.pool(x, valid)
 
     def fixed_parameters(self) -> list[nn.Parameter]:
         """Encoder parameters that are never trained (e.g. a fixed position table)."""
@@ -202,20 +274,25 @@ class SERModel(nn.Module):
     def encode(self, waves: Sequence[np.ndarray], maxlen: int | None = None) -> torch.Tensor:
         """Features (see the class docstring) of 16 kHz waveforms, with gradients only
         while the encoder trains. ``maxlen``: the length the clips were cut to."""
+        if self.pool is not None:
+            return self.pool_frames(self.encode_frames(waves, maxlen))
         grad = torch.is_grad_enabled() and self.encoder_trainable
         with torch.set_grad_enabled(grad):
             return self._encode(waves) if maxlen is None else self._encode_cut(waves, maxlen)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """What training changed, by ``state_dict`` name: the head's parameters and
-        statistics (``norm.*``, ``head.*``) and, once the encoder has trained
+        statistics (``pool.*`` when the pooling is learned, ``norm.*``, ``head.*``) and, once the encoder has trained
         (``encoder_pristine`` False), its trainable parameters -- the unfrozen top layers,
         or the whole encoder -- but never a frozen prefix or fixed parameters. A model
         built afresh by the same backbone from the same pre-trained weights equals this
         one after ``load_trained_state`` of it."""
         names = {id(param): name for name, param in self.named_parameters()}
-        state = {f"norm.{k}": v for k, v in self.norm.state_dict().items()}
-        state.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        state = {}
+        for part in self.HEAD_PARTS:
+            module = getattr(self, part)
+            if module is not None:
+                state.update({f"{part}.{k}": v for k, v in module.state_dict().items()})
         if not self.encoder_pristine:
             state.update({names[id(param)]: param for param in self.encoder_parameters()})
         return {name: tensor.detach().contiguous() for name, tensor in state.items()}
@@ -227,7 +304,8 @@ class SERModel(nn.Module):
         if unknown:
             raise KeyError(f"not weights of this model: {', '.join(unknown[:3])}")
         self.load_state_dict(state, strict=False)
-        self.encoder_pristine = not any(not name.startswith(("norm.", "head.")) for name in state)
+        head = tuple(f"{part}." for part in self.HEAD_PARTS)
+        self.encoder_pristine = all(name.startswith(head) for name in state)
 
     # -- ONNX export (serbench.deploy.onnx_export) ---------------------------------------
     #

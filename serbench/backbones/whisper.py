@@ -7,14 +7,15 @@ by default runs it on unpadded inputs: the positional table is sliced to the cli
 instead of padding every clip to 30 s. In a batch, padded frames are masked out of
 attention and out of the mean-pooling, so an utterance gets the same features alone or in
 a batch. Option ``pad`` pads with silence to ``maxlen`` or 30 s instead; ``layers`` picks
-the hidden states to pool and ``pooling`` how (see ``WhisperSER``).
+the hidden states to pool and ``pooling`` how (see ``WhisperSER``): ``attention`` pools
+with learned weights that belong to the head.
 """
 
 from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from serbench import hookimpl
 from serbench.backbones.base import Backbone, resolve_source
@@ -35,10 +36,13 @@ class WhisperOptions(StrictModel):
         "Whisper's 30-s window). Pooling always covers the clip's frames only.",
     )
 
-    pooling: Literal["mean", "mean+std"] = Field(
+    pooling: Literal["mean", "mean+std", "attention", "attention+std"] = Field(
         "mean",
-        description="How a hidden state is pooled over the clip's frames: 'mean', or "
-        "'mean+std' (the mean and the standard deviation side by side: twice the features).",
+        description="How a hidden state is pooled over the clip's frames: 'mean', "
+        "'mean+std' (the mean and the standard deviation side by side: twice the features), "
+        "'attention' (a learned attention over the frames, part of the head, starting as the "
+        "mean) or 'attention+std' (its weighted mean and standard deviation). Attention "
+        "does not combine with layers 'weighted' or train_layers.",
     )
     train_layers: Optional[int] = Field(
         None,
@@ -48,6 +52,35 @@ class WhisperOptions(StrictModel):
         "frozen, and their outputs are cached, so an unfrozen epoch runs only those N "
         "layers. Default: the whole encoder trains (convolutions included).",
     )
+
+
+    @model_validator(mode="after")
+    def _pooling_combines(self):
+        conflict = pooling_conflict(self.pooling, self.layers, self.train_layers)
+        if conflict:
+            raise ValueError(f"pooling: {conflict}")
+        return self
+
+
+def pooling_conflict(pooling: str, layers, train_layers) -> str | None:
+    """Why ``pooling`` does not combine with ``layers`` / ``train_layers`` (``None``: it
+    does). A learned (attention) pooling pools one hidden state's frames in the head, so
+    it refuses ``layers: weighted`` (the layer mix is standardised exactly from per-layer
+    pooled vectors, which attention weights would change) and ``train_layers`` (the
+    cached frozen prefix holds the lower layers' pooled rows, not their frames)."""
+    if not pooling.startswith("attention"):
+        return None
+    if layers == "weighted":
+        return (
+            f"{pooling!r} does not combine with layers 'weighted' (the layer mix is standardised from "
+            "per-layer pooled vectors); choose layers last, mean or an index"
+        )
+    if train_layers is not None:
+        return (
+            f"{pooling!r} does not combine with train_layers (the cached frozen prefix holds pooled rows, "
+            "not frames); leave train_layers unset, so the whole encoder trains from unfreeze on"
+        )
+    return None
 
 
 class WhisperBackbone(Backbone):

@@ -10,12 +10,14 @@ from torch import nn
 
 from serbench.data.audio import SAMPLE_RATE
 from serbench.errors import DataError, ModelError
-from serbench.backbones.model import SERModel
+from serbench.backbones.model import AttentionPool, SERModel
 
 MEL_HOP = 160  # samples per mel frame; the encoder halves the frame rate (20 ms per output)
 WINDOW = 480000  # Whisper's 30-s input window, in samples (3000 mel frames, 1500 positions)
 PAD_POLICIES = ("none", "maxlen", "30s")
-POOLINGS = ("mean", "mean+std")
+POOLINGS = ("mean", "mean+std", "attention", "attention+std")
+LEARNED_POOLINGS = ("attention", "attention+std")  # pooled by the head (AttentionPool)
+ATTENTION_HIDDEN = 64  # the attention's hidden size
 
 
 def load_encoder(source: str):
@@ -116,7 +118,13 @@ class WhisperSER(SERModel):
     Under every policy the pooling covers only the output frames that hold the clip:
     ``frames // 2`` unpadded, ``ceil(samples / 320)`` padded. ``pooling``: ``mean`` over
     those frames, or ``mean+std``, their mean and standard deviation concatenated (the
-    feature size doubles).
+    feature size doubles); ``attention`` (``attention+std``): a learned attention over
+    those frames (:class:`~serbench.backbones.model.AttentionPool`, part of the head),
+    their attention-weighted mean (and standard deviation). Attention pools the frames of
+    the hidden state ``layers`` selects (for ``mean``, the frame-wise mean of the layers'
+    outputs); it starts as the plain mean. It is refused (``ModelError``) with
+    ``layers: weighted`` (the layer mix is standardised from per-layer pooled vectors)
+    and with ``train_layers`` (the cached prefix holds pooled rows).
 
     ``layers``: ``last`` (after the final layer norm), ``mean`` of the transformer layers'
     outputs, an index (0 = the input embeddings), or ``weighted``: the pooled vectors of
@@ -142,9 +150,12 @@ class WhisperSER(SERModel):
             raise ModelError(f"backbone.options.train_layers: {train_layers} is out of range 1..{n_layers}")
         if pooling not in POOLINGS:
             raise ModelError(f"backbone.options.pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+        check_pooling(pooling, layers, train_layers)
         feature_layers = n_layers + 1 if layers == "weighted" else None
-        pooled_rows = 2 if pooling == "mean+std" else 1  # d_model-wide rows per pooled state
+        pooled_rows = 2 if pooling.endswith("+std") else 1  # d_model-wide rows per pooled state
         super().__init__(encoder.config.d_model * pooled_rows, num_classes, feature_layers)
+        if pooling in LEARNED_POOLINGS:
+            self.pool = AttentionPool(encoder.config.d_model, ATTENTION_HIDDEN, std=pooling == "attention+std")
         self.pooled_rows = pooled_rows
         self.pooling = pooling
         self.encoder = encoder
@@ -203,6 +214,18 @@ class WhisperSER(SERModel):
         pooled state ``pooled_rows`` rows), then the hidden state entering layer ``split``,
         one row per output frame (all frames when padded, the clip's own frames when not)."""
         encoder = self.encoder
+        x, own, valid, mask = self._front(waves, maxlen)
+        pooled = [_pool(x, valid, self.pooling)]
+        for layer in encoder.layers[: self.split]:
+            x = _layer(layer, x, mask)
+            pooled.append(_pool(x, valid, self.pooling))
+        rows = torch.stack(pooled, dim=1).reshape(len(waves), -1, x.shape[2])  # (B, R, D)
+        return [torch.cat([rows[i], x[i, : int(own[i])]]) for i in range(len(waves))]
+
+    def _front(self, waves: Sequence[np.ndarray], maxlen: int | None):
+        """``(x, own, valid, mask)``: the embedded batch ``(B, steps, D)`` entering layer 0,
+        each clip's own frame count, the frames pooled, and the attention mask."""
+        encoder = self.encoder
         length = self.pad_length(maxlen)
         waves = [w[: length or WINDOW] for w in waves]
         mels = [self.log_mel(w, length) for w in waves]
@@ -219,12 +242,15 @@ class WhisperSER(SERModel):
         x = x + encoder.embed_positions.weight[:steps]
         own = frames // 2 if length is None else torch.full((len(waves),), steps)
         valid, mask = self._valid_and_mask([len(w) for w in waves], own, steps)
-        pooled = [_pool(x, valid, self.pooling)]
-        for layer in encoder.layers[: self.split]:
-            x = _layer(layer, x, mask)
-            pooled.append(_pool(x, valid, self.pooling))
-        rows = torch.stack(pooled, dim=1).reshape(len(waves), -1, x.shape[2])  # (B, R, D)
-        return [torch.cat([rows[i], x[i, : int(own[i])]]) for i in range(len(waves))]
+        return x, own, valid, mask
+
+    def _frames(self, waves: Sequence[np.ndarray], maxlen: int | None) -> list[torch.Tensor]:
+        """Per clip, the frames of the hidden state ``layers`` selects, ``(covered, D)``:
+        only those the pooling covers (the clip's own frames, not padding)."""
+        x, _, valid, mask = self._front(waves, maxlen)
+        selected = select_frames(self.encoder, x, mask, self.layers)
+        counts = valid.sum(dim=1)
+        return [selected[i, : int(counts[i])] for i in range(len(waves))]
 
     def _encode_from_prefix(self, states: Sequence[torch.Tensor], samples: Sequence[int]) -> torch.Tensor:
         """Features from :meth:`_prefix_states` of clips of ``samples`` samples (as cut)."""
@@ -257,7 +283,7 @@ class WhisperSER(SERModel):
         return graph_inputs(self.feature_extractor, self.pad, wave, maxlen)
 
     def onnx_module(self) -> nn.Module:
-        return WhisperOnnxEncoder(self.encoder, self.layers, self.pad != "none", self.pooling).eval()
+        return WhisperOnnxEncoder(self.encoder, self.layers, self.pad != "none", self.pooling, self.pool).eval()
 
     def _valid_and_mask(
         self, samples: Sequence[int], own: torch.Tensor, steps: int
@@ -282,14 +308,18 @@ class WhisperOnnxEncoder(nn.Module):
     ``padded`` the output frames pooled, ``(1,)``) to the features ``WhisperSER`` encodes.
     Unmasked (a batch of one has no other clip's padding) and only as deep as ``layers``
     needs: an index stops at that layer. The same arithmetic as
-    ``WhisperSER._prefix_states`` / ``_encode_from_prefix``."""
+    ``WhisperSER._prefix_states`` / ``_encode_from_prefix``, or with a learned ``pool``
+    (attention) as ``WhisperSER._frames`` then ``pool``."""
 
-    def __init__(self, encoder: nn.Module, layers: str | int, padded: bool, pooling: str = "mean"):
+    def __init__(
+        self, encoder: nn.Module, layers: str | int, padded: bool, pooling: str = "mean", pool: nn.Module | None = None
+    ):
         super().__init__()
         self.encoder = encoder
         self.layers = layers
         self.padded = padded
         self.pooling = pooling
+        self.pool = pool
         self.depth = layers if isinstance(layers, int) else len(encoder.layers)
 
     def forward(self, mel: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
@@ -299,6 +329,8 @@ class WhisperOnnxEncoder(nn.Module):
         positions = torch.arange(x.shape[1])
         x = x + encoder.embed_positions.weight[: x.shape[1]]
         valid = positions[None, :] < (pooled[:, None] if self.padded else x.shape[1])
+        if self.pool is not None:
+            return self.pool(select_frames(encoder, x, None, self.layers), valid)
         hidden = [_pool(x, valid, self.pooling)]
         last = len(encoder.layers) - 1
         for index, layer in enumerate(encoder.layers[: self.depth]):
@@ -314,6 +346,34 @@ class WhisperOnnxEncoder(nn.Module):
         if self.layers == "last":
             return stacked[:, -1]
         return stacked[:, 1:].mean(dim=1)
+
+
+def check_pooling(pooling: str, layers: str | int, train_layers: int | None) -> None:
+    """``ModelError`` for the combinations a learned pooling does not support (the
+    options are checked alike when a job is read: ``WhisperOptions``)."""
+    from serbench.backbones.whisper import pooling_conflict
+
+    conflict = pooling_conflict(pooling, layers, train_layers)
+    if conflict:
+        raise ModelError(f"backbone.options.pooling: {conflict}")
+
+
+def select_frames(encoder: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, layers: str | int) -> torch.Tensor:
+    """The frames ``(B, steps, D)`` of the hidden state ``layers`` selects, from ``x``
+    entering layer 0: an index (0 = ``x`` itself; the last layer's output after the final
+    layer norm), ``last``, or ``mean``: the frame-wise mean of all layers' outputs. Runs
+    only as deep as needed. (With ``mean`` pooling this gives the same pooled vector as
+    averaging per-layer means.)"""
+    n_layers = len(encoder.layers)
+    depth = layers if isinstance(layers, int) else n_layers
+    total = None
+    for index, layer in enumerate(encoder.layers[:depth]):
+        x = _layer(layer, x, mask)
+        if index == n_layers - 1:
+            x = encoder.layer_norm(x)
+        if layers == "mean":
+            total = x if total is None else total + x
+    return total / n_layers if layers == "mean" else x
 
 
 def _layer(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -19,8 +19,11 @@ def weights_info(weights: bytes, encoder_tensors: int | None = None) -> WeightsI
     """What ``weights`` (a safetensors blob) holds: its hash, size, tensor and number counts."""
     from safetensors.torch import load
 
+    from serbench.backbones.model import SERModel
+
     tensors = load(weights)
-    encoder = sum(not name.startswith(("norm.", "head.")) for name in tensors)
+    head = tuple(f"{part}." for part in SERModel.HEAD_PARTS)
+    encoder = sum(not name.startswith(head) for name in tensors)
     return WeightsInfo(
         file=WEIGHTS_FILE,
         sha256=hashlib.sha256(weights).hexdigest(),

@@ -28,7 +28,9 @@ The clauses:
   clips of other lengths, within ``atol``.
 - ``check_frozen_unchanged``: ``serbench.training.fit.fit`` with the encoder frozen for
   every epoch trains the head and leaves every other parameter and buffer bit-identical,
-  and the frozen encoder's features carry no gradient (it runs without autograd).
+  and the frozen encoder's features carry no gradient (it runs without autograd; with a
+  learned pooling, ``pool``, that is the frames ``encode_frames`` gives, and the head
+  includes ``pool``).
 - ``check_unfrozen_trains``: an epoch with the encoder unfrozen changes encoder parameters
   and none of its ``fixed_parameters()``.
 - ``check_prefix_states``: for a model with a cacheable frozen prefix (``prefix_rows``
@@ -41,7 +43,8 @@ The clauses:
   every option: for each field of ``Options``, a variant with that field changed to
   another valid value must have another key. The kit finds such a value for booleans,
   literals, enums, numbers, strings and optional fields; ``alternatives={"field": value}``
-  gives one where it cannot (or to choose it).
+  gives one where it cannot (or to choose it). A field none of whose other values
+  combines with the given options (valid alone, refused with them) is not varied.
 
 Every check takes ``(backbone_cls, source, options=None, clips=(), *, alternatives=None,
 other_source=None, maxlen=32000, atol=1e-4)``: ``options`` a mapping (validated by the
@@ -132,7 +135,7 @@ def check_model(backbone_cls, source, options=None, clips=(), *, maxlen=MAXLEN, 
         model = build(make_backbone(backbone_cls, source, options), num_classes=NUM_CLASSES + 2)
     if not isinstance(model, SERModel):
         raise BackboneContractError(backbone_cls, clause, f"build() returned a {type(model).__name__}, not a SERModel")
-    head = {id(p) for p in [*model.head.parameters(), *model.norm.parameters()]}
+    head = {id(p) for module in model.head_modules() for p in module.parameters()}
     encoder = list(model.encoder_parameters())
     if not encoder:
         raise BackboneContractError(backbone_cls, clause, "encoder_parameters() is empty: encoder_modules() names no weights")
@@ -219,8 +222,11 @@ def check_frozen_unchanged(backbone_cls, source, options=None, clips=(), *, maxl
         before = _state(_encoder_state(model))
         model.set_encoder_trainable(False)
         model.train()
-        features = model.encode([c.wave for c in training[:2]], maxlen)
-        if features.requires_grad:
+        waves = [c.wave for c in training[:2]]
+        # A learned pooling (``pool``) is the head's: the encoder's frames must carry no
+        # graph, the pooled features may (through the pooling only).
+        encoded = model.encode_frames(waves, maxlen) if model.pool is not None else [model.encode(waves, maxlen)]
+        if any(tensor.requires_grad for tensor in encoded):
             raise BackboneContractError(
                 backbone_cls, clause, "with the encoder frozen, encode() builds an autograd graph (it should run without one)"
             )
@@ -422,12 +428,13 @@ def _frozen(model: SERModel) -> SERModel:
 
 
 def _head_state(model: SERModel) -> dict[str, Any]:
-    return {**dict(model.norm.named_parameters("norm")), **dict(model.head.named_parameters("head"))}
+    return {name: p for part in model.HEAD_PARTS if getattr(model, part) is not None
+            for name, p in getattr(model, part).named_parameters(part)}
 
 
 def _encoder_state(model: SERModel) -> dict[str, Any]:
-    """Every parameter and buffer of the model outside its head (``norm`` and ``head``)."""
-    head = {id(t) for t in [*model.head.parameters(), *model.norm.parameters(), *model.head.buffers(), *model.norm.buffers()]}
+    """Every parameter and buffer of the model outside its head (``pool``, ``norm``, ``head``)."""
+    head = {id(t) for module in model.head_modules() for t in [*module.parameters(), *module.buffers()]}
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     return {name: t for name, t in tensors.items() if id(t) not in head}
 
@@ -459,15 +466,23 @@ def _option_variants(backbone_cls, options: dict[str, Any], alternatives: dict[s
     variants = []
     for field, info in model.model_fields.items():
         candidates = [alternatives[field]] if field in alternatives else list(_candidates(info.annotation, current[field]))
+        conflicts = False  # a candidate valid on its own, refused only with these options
         for candidate in candidates:
             try:
                 dumped = _validated(backbone_cls, {**options, field: candidate}).model_dump()
             except ValidationError:
+                try:
+                    _validated(backbone_cls, {field: candidate})
+                    conflicts = True
+                except ValidationError:
+                    pass
                 continue
             if dumped[field] != current[field]:
                 variants.append((field, candidate))
                 break
         else:
+            if conflicts and field not in alternatives:
+                continue  # no other value combines with these options: nothing for a cache to mix up
             if field in alternatives:
                 raise ValueError(f"alternatives[{field!r}] = {alternatives[field]!r} is not another valid value of {field}")
             raise ValueError(

@@ -13,7 +13,9 @@ Modes (``TransferTarget.adapt``):
 Only the statistics change; the head (and a ``LayerMix``'s learned layer weights) is the
 trained model's, and labels are never read: the statistics come from the target's
 unlabelled audio, which makes the adapted modes *transductive* (they see the whole target
-set before predicting any of it). The trained model is never changed.
+set before predicting any of it). The trained model is never changed. With a learned
+pooling (attention) the features are what the trained attention pools; it is fixed once
+training ends, so adaptation fits its statistics on them as for any pooling.
 """
 
 from __future__ import annotations

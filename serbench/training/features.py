@@ -6,7 +6,13 @@ pooled outputs for a clip never change: a :class:`FeatureCache` shared by all tr
 study then serves them, so frozen epochs cost a head update, not an encoder pass. A model
 that trains only the top of its encoder (e.g. Whisper's ``train_layers``) also has its
 frozen prefix's outputs cached (``kind="prefix"``), so unfrozen epochs run only the layers
-that train. :func:`encode_batched` computes what is missing.
+that train. A model whose pooling is learned (``SERModel.pool``: attention, part of the
+head) has pooled vectors that change as it trains, so none are cached for it: its
+encoder's output frames are (``kind="frames"``, keyed apart from pooled entries), and
+every epoch pools them anew. Frames take far more room than pooled vectors (535 EmoDB
+clips of up to 500 frames of 512 numbers: ~0.5 GB for whisper-base); what exceeds the
+memory bound spills to the folder like any entry. :func:`encode_batched` computes what is
+missing.
 
 :class:`FeatureCache` keys an entry (see :meth:`FeatureCache.key`) and looks it up in a
 :class:`FeatureStore`, which maps a string key to a tensor. Entries stay in memory until
@@ -84,7 +90,8 @@ class FeatureCache:
 
     def key(self, model: SERModel, clip: Clip, maxlen: int, kind: str = "features") -> str:
         """The entry key of ``clip`` cut to ``maxlen`` (its audio is hashed once per clip);
-        ``kind``: ``features`` (pooled) or ``prefix`` (a frozen prefix's output)."""
+        ``kind``: ``features`` (pooled), ``prefix`` (a frozen prefix's output) or
+        ``frames`` (the encoder's output frames, for a learned pooling)."""
         known = self._audio.get(clip.id)
         if known is None or known[0] is not clip.wave:
             wave = np.ascontiguousarray(clip.wave)
@@ -108,6 +115,11 @@ class FeatureCache:
         whatever the trained layers above it have become."""
         return self._lookup(model, clips, maxlen, "prefix")
 
+    def frames(self, model: SERModel, clips: Sequence[Clip], maxlen: int) -> list[torch.Tensor]:
+        """The pristine encoder's output frames for ``clips`` (in order), as the model's
+        learned pooling pools them (``SERModel.encode_frames``)."""
+        return self._lookup(model, clips, maxlen, "frames")
+
     def _lookup(self, model: SERModel, clips: Sequence[Clip], maxlen: int, kind: str) -> list[torch.Tensor]:
         keys = [self.key(model, c, maxlen, kind) for c in clips]
         found: dict[str, torch.Tensor] = {}
@@ -126,7 +138,7 @@ class FeatureCache:
         pending = sorted(missing.items(), key=lambda item: min(len(item[1].wave), maxlen))
         for start in range(0, len(pending), EVAL_BATCH):
             chunk = pending[start : start + EVAL_BATCH]
-            encoded = encode_batched(model, [c for _, c in chunk], maxlen, prefix=kind == "prefix")
+            encoded = encode_batched(model, [c for _, c in chunk], maxlen, kind=kind)
             for (key, _), tensor in zip(chunk, encoded):
                 self.store.put(key, tensor)
                 found[key] = tensor
@@ -168,11 +180,13 @@ def cache_folder(out_dir: Path) -> tuple[Path, bool]:
 
 
 def encode_batched(
-    model: SERModel, clips: Sequence[Clip], maxlen: int, size: int = EVAL_BATCH, prefix: bool = False
+    model: SERModel, clips: Sequence[Clip], maxlen: int, size: int = EVAL_BATCH, kind: str = "features"
 ) -> list[torch.Tensor]:
     """Features of ``clips`` (in their order), computed in eval mode without gradients,
     in batches of similar length; the model's train/eval mode is restored afterwards.
-    ``prefix``: the frozen prefix's states instead (``SERModel.encode_prefix``)."""
+    ``kind``: ``features`` (``SERModel.encode``), ``prefix`` (the frozen prefix's states,
+    ``SERModel.encode_prefix``) or ``frames`` (``SERModel.encode_frames``)."""
+    encoders = {"features": model.encode, "prefix": model.encode_prefix, "frames": model.encode_frames}
     was_training = model.training
     model.eval()
     by_index: dict[int, torch.Tensor] = {}
@@ -181,7 +195,7 @@ def encode_batched(
         for start in range(0, len(order), size):
             indices = order[start : start + size]
             waves = [clips[i].wave[:maxlen] for i in indices]
-            encoded = model.encode_prefix(waves, maxlen) if prefix else model.encode(waves, maxlen)
+            encoded = encoders[kind](waves, maxlen)
             for i, vector in zip(indices, encoded):
                 by_index[i] = vector.clone()
     model.train(was_training)

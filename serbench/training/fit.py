@@ -14,6 +14,15 @@ normalised model is scored (``logits_of(..., speakers=...)``). Statistics -- the
 set's or each speaker's -- come from the original clips, never from augmented copies:
 under the frozen pre-trained encoder, and each speaker's refitted every epoch once the
 encoder has trained.
+
+A learned pooling (``SERModel.pool``: Whisper's ``pooling: attention``) belongs to the
+head and trains in every epoch, frozen encoder or not; with a cache, frozen epochs pool
+the cached frames (``FeatureCache.frames``) through it. Its pooled vectors change as it
+trains, so the statistics -- the training set's and, with ``speaker_norm``, each
+speaker's -- are refitted at the start of every epoch after the first to what the model
+pools then (the first epoch's are exact: the attention starts as the mean). That is one
+pass over the training clips per epoch, cheap from cached frames while the encoder is
+frozen, an eval pass of the encoder once it trains.
 """
 
 from __future__ import annotations
@@ -82,13 +91,22 @@ def fit(
             if params.speaker_norm:
                 statistics = group_statistics(model, frozen, speakers[: len(originals)])
     if cache is not None and model.encoder_pristine and params.unfreeze > 0:
-        cache.features(model, clips, params.maxlen)  # fill it in batches, not one step at a time
+        # fill it in batches, not one step at a time
+        (cache.frames if model.pool is not None else cache.features)(model, clips, params.maxlen)
     if cache is not None and model.prefix_rows is not None and params.unfreeze < params.epochs:
         cache.prefix_states(model, clips, params.maxlen)  # likewise, for the unfrozen epochs
     losses = []
     for epoch in range(params.epochs):
         encoder_trains = epoch >= params.unfreeze
-        if statistics is not None and not model.encoder_pristine:
+        if epoch > 0 and model.pool is not None and (params.standardize or params.speaker_norm):
+            # The pooling has trained: refit the statistics to what it pools now.
+            model.set_encoder_trainable(False)
+            model.eval()
+            pooled = _encoded(model, originals, params.maxlen, cache)
+            model.norm.set_statistics(pooled)
+            if statistics is not None:
+                statistics = group_statistics(model, pooled, speakers[: len(originals)])
+        elif statistics is not None and not model.encoder_pristine:
             # The encoder has changed: refit each speaker's statistics to what it now
             # encodes, as scoring the model will (logits_of with speakers).
             statistics = _speaker_statistics(model, originals, speakers[: len(originals)], params.maxlen, cache)
@@ -186,6 +204,8 @@ def logits_of(
 def _features(model: SERModel, batch: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:
     if cache is not None:
         if model.encoder_pristine and not model.encoder_trainable:
+            if model.pool is not None:  # the pooling trains: pool the cached frames now
+                return model.pool_frames(cache.frames(model, batch, maxlen))
             return cache.features(model, batch, maxlen)
         if model.prefix_rows is not None:
             states = cache.prefix_states(model, batch, maxlen)
@@ -195,6 +215,8 @@ def _features(model: SERModel, batch: Sequence[Clip], maxlen: int, cache: Featur
 
 def _frozen_features(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:
     """Pooled features of ``clips`` under the current (frozen) encoder, in eval mode."""
+    if model.pool is not None:  # pooled from (cached) frames, a batch at a time
+        return _encoded(model, clips, maxlen, cache)
     if cache is not None and model.encoder_pristine:
         return cache.features(model, clips, maxlen)
     return torch.stack(encode_batched(model, clips, maxlen))

@@ -6,6 +6,11 @@ transfer target (:mod:`serbench.training.adapt`) does. The statistics are those 
 model's ``norm`` layer (``norm.statistics``: a mean and spread, or a ``LayerMix``'s
 per-layer means and covariances; a ``LayerMix``'s learned weights stay shared), fitted
 on the encoded features of each group's rows. Labels are never read.
+
+The features are pooled vectors. For a model with a learned pooling (``SERModel.pool``,
+attention) they are what its pooling gives now: ``fit`` refits the statistics at the
+start of every epoch after the first, as the attention trains, and at scoring they are
+fitted on what the trained attention pools.
 """
 
 from __future__ import annotations

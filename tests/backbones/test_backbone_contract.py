@@ -31,10 +31,12 @@ from serbench.testing.contract import ContractError
 CLIP_FILES = ("03a01Fa.wav", "08b03Tc.wav", "16b10Wb.wav")
 
 # case -> (class, which source, options); the second whisper case has a cacheable frozen
-# prefix (train_layers) and a learned layer mix.
+# prefix (train_layers) and a learned layer mix, the third a learned (attention) pooling.
 CASES = {
     "whisper": (WhisperBackbone, "whisper-tiny.en", {}),
     "whisper-weighted-top2": (WhisperBackbone, "whisper-tiny.en", {"layers": "weighted", "train_layers": 2}),
+    # a learned pooling in the head (attentive statistics), under silence up to maxlen
+    "whisper-attention-maxlen": (WhisperBackbone, "whisper-tiny.en", {"pooling": "attention+std", "pad": "maxlen"}),
     "speechbrain-wav2vec2": (SpeechBrainWav2Vec2Backbone, "speechbrain-checkpoint", {}),
 }
 

@@ -1,7 +1,8 @@
 """``serbench export --format onnx`` and the onnx runtime, on models from real smoke
 studies (EmoDB, whisper-tiny.en): the graph's class probabilities match PyTorch's on real
 clips of several lengths, for the unpadded default, a padded policy with an integer layer
-(a shallower graph) and partially fine-tuned top layers with a learned layer mix; and a
+(a shallower graph), partially fine-tuned top layers with a learned layer mix, and
+attentive statistics pooling over a fine-tuned encoder; and a
 missing, altered or stale graph, or a backbone without ONNX support, is refused in one line."""
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ CONFIGS = {
     "maxlen-layer2": smoke_job("maxlen_layer2", {"layers": 2, "pad": "maxlen"}, maxlen=32000, unfreeze=2),
     # the top layer fine-tuned from epoch 1 on, a learned mix of every hidden state
     "weighted-top1": smoke_job("weighted_top1", {"layers": "weighted", "train_layers": 1}, maxlen=32000, unfreeze=1),
+    # attentive statistics pooling of the last layer under silence up to maxlen (the graph
+    # masks the silence out of the attention), the whole encoder fine-tuned from epoch 1 on
+    "attention-std-maxlen": smoke_job(
+        "attention_std_maxlen", {"layers": "last", "pad": "maxlen", "pooling": "attention+std"}, maxlen=32000, unfreeze=1
+    ),
 }
 
 
@@ -169,7 +175,7 @@ def test_the_export_is_recorded_and_checked(exported):
     assert {"torch", "onnx", "onnxruntime"} <= set(record["versions"])
     assert record["parity"]["max_abs_diff"] <= record["parity"]["tolerance"] == TOLERANCE
     trained_encoder = info["weights"]["encoder"] != "none (the encoder stayed frozen)"
-    assert trained_encoder == (name == "weighted-top1"), info["weights"]["encoder"]
+    assert trained_encoder == (name in ("weighted-top1", "attention-std-maxlen")), info["weights"]["encoder"]
     padded = info["backbone"]["options"]["pad"] != "none"
     assert record["inputs"] == (["mel", "pooled"] if padded else ["mel"])
     onnx.checker.check_model(str(graph), full_check=True)
@@ -186,6 +192,13 @@ def test_the_export_is_recorded_and_checked(exported):
     else:
         assert graph == folder / "model.onnx" and record["file"] == "model.onnx"
         assert layers == {"0", "1", "2", "3"}
+    if info["backbone"]["options"]["pooling"].startswith("attention"):
+        # the trained attention is in the graph (not the plain mean it started as)
+        from onnx import numpy_helper
+
+        attention = load_model(out).scorer.model.pool.project.weight.detach().numpy()
+        stored = [numpy_helper.to_array(i) for i in model.graph.initializer]
+        assert any(a.shape == w.shape and np.array_equal(a, w) for a in stored for w in (attention, attention.T))
     assert f"{graph}: ONNX graph (opset {record['opset']}" in stdout
     assert f"parity with PyTorch: max |difference| {record['parity']['max_abs_diff']:.2e}" in stdout
 
