@@ -553,8 +553,9 @@ def keep_raw(root: Path, report: Report, raw: Path) -> None:
             (raw / "jobs" / job_file.name).write_text(_portable(job_file.read_text(encoding="utf-8")),
                                                       encoding="utf-8")
     record = root / Runs.FILE
-    if record.is_file():
-        (raw / Runs.FILE).write_text(_portable(record.read_text(encoding="utf-8")), encoding="utf-8")
+    if record.is_file():  # its cache folder is the results folder's: named relative to it
+        text = _portable(record.read_text(encoding="utf-8")).replace(json.dumps(str(root.resolve()))[1:-1], "<results>")
+        (raw / Runs.FILE).write_text(text, encoding="utf-8")
 
 
 def _portable(text: str) -> str:
