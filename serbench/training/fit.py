@@ -100,9 +100,7 @@ def fit(
         encoder_trains = epoch >= params.unfreeze
         if epoch > 0 and model.pool is not None and (params.standardize or params.speaker_norm):
             # The pooling has trained: refit the statistics to what it pools now.
-            model.set_encoder_trainable(False)
-            model.eval()
-            pooled = _encoded(model, originals, params.maxlen, cache)
+            pooled = _encoded_frozen(model, originals, params.maxlen, cache)
             model.norm.set_statistics(pooled)
             if statistics is not None:
                 statistics = group_statistics(model, pooled, speakers[: len(originals)])
@@ -226,9 +224,15 @@ def _speaker_statistics(
     model: SERModel, clips: Sequence[Clip], speakers: Sequence[str], maxlen: int, cache: FeatureCache | None
 ) -> dict:
     """Each speaker's ``norm`` statistics of ``clips`` as the model encodes them now."""
+    return group_statistics(model, _encoded_frozen(model, clips, maxlen, cache), speakers)
+
+
+def _encoded_frozen(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:
+    """:func:`_encoded` with the encoder frozen and the model in eval mode (the next
+    training step sets both back as its epoch needs)."""
     model.set_encoder_trainable(False)
     model.eval()
-    return group_statistics(model, _encoded(model, clips, maxlen, cache), speakers)
+    return _encoded(model, clips, maxlen, cache)
 
 
 def _encoded(model: SERModel, clips: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:
