@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = [job for job in plan_jobs(args.seeds, args.quick, args.other_seeds)
                 if args.only is None or job.group in args.only]
         if args.plan:
-            print(plan_text(plan, cpus, args.quick))
+            print(plan_text(plan, cpus, args.quick, set() if args.force else finished(args.results, plan)))
             return 0
         root = args.source
         if root is None:
@@ -340,9 +340,20 @@ def schedule(plan: list[Planned], cpus: int) -> list[Slot]:
     return slots
 
 
-def plan_text(plan: list[Planned], cpus: int, quick: bool) -> str:
-    """What ``--plan`` prints: each job with its estimate, and the totals."""
-    slots = schedule(plan, cpus)
+def finished(root: Path, plan: list[Planned]) -> set[str]:
+    """The names of the jobs of ``plan`` whose study in ``root`` completed: a run skips them."""
+    done = set()
+    for job in plan:
+        result = root / job.name / "result.json"
+        if result.is_file() and json.loads(result.read_text(encoding="utf-8"))["status"] == "completed":
+            done.add(job.name)
+    return done
+
+
+def plan_text(plan: list[Planned], cpus: int, quick: bool, done: frozenset[str] | set[str] = frozenset()) -> str:
+    """What ``--plan`` prints: each job still to run with its estimate, the totals, and the
+    jobs of ``plan`` already ``done`` (a run would only read their results)."""
+    slots = schedule([job for job in plan if job.name not in done], cpus)
     lines = [f"{'job':<46} {'min':>6} {'start':>7} {'end':>7}  cache  estimate"]
     for slot in slots:
         minutes = slot.end - slot.start
@@ -352,7 +363,8 @@ def plan_text(plan: list[Planned], cpus: int, quick: bool) -> str:
     core = sum(slot.end - slot.start for slot in slots)
     wall = max((slot.end for slot in slots), default=0.0)
     guessed = sum(slot.end - slot.start for slot in slots if slot.job.guessed)
-    lines += ["", f"{len(plan)} jobs, {core:.0f} one-core minutes ({guessed:.0f} of them guessed, not measured); "
+    lines += [f"{name:<46} {'done':>6}" for name in sorted(done & {job.name for job in plan})]
+    lines += ["", f"{len(slots)} jobs to run, {core:.0f} one-core minutes ({guessed:.0f} of them guessed, not measured); "
               f"on {cpus} CPUs about {wall:.0f} minutes ({wall / 60:.1f} h) of wall clock, longest first."]
     return "\n".join(lines)
 
@@ -405,13 +417,10 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
     from serbench.execution.limits import GIB, memory_limit
     from serbench.spec import parse_job
 
-    todo = {}
-    for job in plan:
-        done = root / job.name / "result.json"
-        if done.is_file() and not args.force and json.loads(done.read_text())["status"] == "completed":
-            print(f"paper_tables: {job.name}: already done, reading {done}", file=sys.stderr)
-            continue
-        todo[job.name] = (job, job_spec(job))
+    done = set() if args.force else finished(root, plan)
+    for name in sorted(done):
+        print(f"paper_tables: {name}: already done, reading {root / name / 'result.json'}", file=sys.stderr)
+    todo = {job.name: (job, job_spec(job)) for job in plan if job.name not in done}
     if not todo:
         return Runs.load(root)
     memory = memory_limit().bytes

@@ -213,6 +213,19 @@ def test_only_runs_the_rows_named_and_refuses_a_row_the_report_has_not(capsys):
     assert "ax_emodb: not a row of the report" in capsys.readouterr().err
 
 
+def test_the_plan_of_a_results_folder_estimates_only_the_jobs_not_yet_done(results, capsys):
+    rows = "random_emodb_whisper,optuna_emodb_whisper"
+    assert paper_tables.main(["--plan", "--results", str(results), "--only", rows, "--seeds", "0,1,2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    done = sorted(line.split()[0] for line in lines if line.split()[1:] == ["done"])
+    assert done == [f"{group}_seed{seed}" for group in sorted(HONEST) for seed in (0, 1)]
+    estimated = sorted(line.split()[0] for line in lines if "_seed" in line and "done" not in line.split())
+    assert estimated == ["optuna_emodb_whisper_seed2", "random_emodb_whisper_seed2"]
+    assert lines[-1].startswith("2 jobs to run")
+    assert paper_tables.main(["--plan", "--results", str(results), "--only", rows, "--seeds", "0,1", "--force"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("4 jobs to run")
+
+
 def test_a_plan_run_in_parts_adds_up_its_record_and_resumes_from_the_kept_raw_results(results, tmp_path):
     results = Path(shutil.copytree(results, tmp_path / "results"))
     first = paper_tables.Runs(seconds={"random_emodb_whisper_seed0": 60.0}, ray="head", cpus=2,
