@@ -1,6 +1,6 @@
 """The PyTorch runtime of a saved model: the backbone built from its pre-trained weights,
 the saved tensors put back, scored as a study scores its test split (each input cut to
-``maxlen``, batches of similar length, softmax of the logits)."""
+``maxlen``, batches of similar length: :func:`encode_waves`, softmax of the logits)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from serbench.deploy.format import ModelInfo
 from serbench.errors import ModelError, UserError
-from serbench.training.features import EVAL_BATCH
+from serbench.training.features import encode_waves
 
 if TYPE_CHECKING:
     from serbench.backbones.base import Backbone
@@ -57,12 +57,7 @@ class TorchScorer:
                 "this model standardises each speaker with the speaker's own statistics (speaker_norm): "
                 "give it at least two recordings (or windows) of one speaker"
             )
-        rows: dict[int, torch.Tensor] = {}
-        order = sorted(range(len(waves)), key=lambda i: min(len(waves[i]), self.maxlen))
+        features = torch.stack(encode_waves(self.model, waves, self.maxlen))
         with torch.no_grad():
-            for start in range(0, len(order), EVAL_BATCH):
-                indices = order[start : start + EVAL_BATCH]
-                rows.update(zip(indices, self.model.encode([waves[i][: self.maxlen] for i in indices], self.maxlen)))
-            features = torch.stack([rows[i] for i in range(len(waves))])
             statistics = self.model.norm.statistics(features) if self.speaker_norm else None
             return torch.softmax(self.model.classify(features, statistics), dim=1).numpy()

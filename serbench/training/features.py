@@ -182,24 +182,30 @@ def cache_folder(out_dir: Path) -> tuple[Path, bool]:
 def encode_batched(
     model: SERModel, clips: Sequence[Clip], maxlen: int, size: int = EVAL_BATCH, kind: str = "features"
 ) -> list[torch.Tensor]:
-    """Features of ``clips`` (in their order), computed in eval mode without gradients,
-    in batches of similar length; the model's train/eval mode is restored afterwards.
-    ``kind``: ``features`` (``SERModel.encode``), ``prefix`` (the frozen prefix's states,
-    ``SERModel.encode_prefix``) or ``frames`` (``SERModel.encode_frames``)."""
+    """Features of ``clips`` (in their order): :func:`encode_waves` of their waves."""
+    return encode_waves(model, [clip.wave for clip in clips], maxlen, size, kind)
+
+
+def encode_waves(
+    model: SERModel, waves: Sequence[np.ndarray], maxlen: int, size: int = EVAL_BATCH, kind: str = "features"
+) -> list[torch.Tensor]:
+    """Features of ``waves`` (in their order, each cut to ``maxlen``), computed in eval mode
+    without gradients, in batches of similar length; the model's train/eval mode is restored
+    afterwards. ``kind``: ``features`` (``SERModel.encode``), ``prefix`` (the frozen prefix's
+    states, ``SERModel.encode_prefix``) or ``frames`` (``SERModel.encode_frames``)."""
     encoders = {"features": model.encode, "prefix": model.encode_prefix, "frames": model.encode_frames}
     was_training = model.training
     model.eval()
     by_index: dict[int, torch.Tensor] = {}
-    order = sorted(range(len(clips)), key=lambda i: min(len(clips[i].wave), maxlen))
+    order = sorted(range(len(waves)), key=lambda i: min(len(waves[i]), maxlen))
     with torch.no_grad():
         for start in range(0, len(order), size):
             indices = order[start : start + size]
-            waves = [clips[i].wave[:maxlen] for i in indices]
-            encoded = encoders[kind](waves, maxlen)
+            encoded = encoders[kind]([waves[i][:maxlen] for i in indices], maxlen)
             for i, vector in zip(indices, encoded):
                 by_index[i] = vector.clone()
     model.train(was_training)
-    return [by_index[i] for i in range(len(clips))]
+    return [by_index[i] for i in range(len(waves))]
 
 
 # --- the store: memory, then a folder ---------------------------------------------------
