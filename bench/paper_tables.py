@@ -67,6 +67,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = [job for job in plan_jobs(args.seeds, args.quick, args.other_seeds)
                 if args.only is None or job.group in args.only]
         if args.plan:
-            print(plan_text(plan, cpus, args.quick, set() if args.force else finished(args.results, plan)))
+            print(plan_text(plan, cpus, args.quick, done_jobs(args.results, args)))
             return 0
         root = args.source
         if root is None:
@@ -321,13 +322,14 @@ class Slot:
     warm: bool
 
 
-def schedule(plan: list[Planned], cpus: int) -> list[Slot]:
+def schedule(plan: list[Planned], cpus: int, done: Sequence[Planned] = ()) -> list[Slot]:
     """The order :func:`run_jobs` follows, simulated: ``cpus`` jobs at a time, the next job
     in ``plan`` starting when one ends. A job whose backbone some job finished before it
-    started runs with a warm cache (:data:`WARM_SAVING_MINUTES` fewer minutes, at most half)."""
-    keys = {job.base: backbone_key(job) for job in plan}
+    started (or a job already ``done``, which filled the shared cache) runs with a warm cache
+    (:data:`WARM_SAVING_MINUTES` fewer minutes, at most half)."""
+    keys = {job.base: backbone_key(job) for job in [*plan, *done]}
     lanes = [0.0] * max(1, cpus)
-    finished: dict[str, float] = {}  # backbone -> first end
+    finished: dict[str, float] = {keys[job.base]: 0.0 for job in done}  # backbone -> first end
     slots = []
     for job in plan:
         start = heapq.heappop(lanes)
@@ -340,20 +342,25 @@ def schedule(plan: list[Planned], cpus: int) -> list[Slot]:
     return slots
 
 
-def finished(root: Path, plan: list[Planned]) -> set[str]:
-    """The names of the jobs of ``plan`` whose study in ``root`` completed: a run skips them."""
-    done = set()
-    for job in plan:
+def done_jobs(root: Path, args: argparse.Namespace) -> list[Planned]:
+    """The jobs of the whole plan of ``args`` (every row, ``--only`` or not) whose study in
+    ``root`` completed: a run skips them, and their backbones' features are in the shared
+    cache. None with ``--force``."""
+    if args.force:
+        return []
+    done = []
+    for job in plan_jobs(args.seeds, args.quick, args.other_seeds):
         result = root / job.name / "result.json"
         if result.is_file() and json.loads(result.read_text(encoding="utf-8"))["status"] == "completed":
-            done.add(job.name)
+            done.append(job)
     return done
 
 
-def plan_text(plan: list[Planned], cpus: int, quick: bool, done: frozenset[str] | set[str] = frozenset()) -> str:
-    """What ``--plan`` prints: each job still to run with its estimate, the totals, and the
-    jobs of ``plan`` already ``done`` (a run would only read their results)."""
-    slots = schedule([job for job in plan if job.name not in done], cpus)
+def plan_text(plan: list[Planned], cpus: int, quick: bool, done: Sequence[Planned] = ()) -> str:
+    """What ``--plan`` prints: each job of ``plan`` still to run with its estimate, the
+    totals, and the jobs of ``plan`` already ``done`` (a run would only read their results)."""
+    names = {job.name for job in done}
+    slots = schedule([job for job in plan if job.name not in names], cpus, done)
     lines = [f"{'job':<46} {'min':>6} {'start':>7} {'end':>7}  cache  estimate"]
     for slot in slots:
         minutes = slot.end - slot.start
@@ -363,8 +370,8 @@ def plan_text(plan: list[Planned], cpus: int, quick: bool, done: frozenset[str] 
     core = sum(slot.end - slot.start for slot in slots)
     wall = max((slot.end for slot in slots), default=0.0)
     guessed = sum(slot.end - slot.start for slot in slots if slot.job.guessed)
-    lines += [f"{name:<46} {'done':>6}" for name in sorted(done & {job.name for job in plan})]
-    lines += ["", f"{len(slots)} jobs to run, {core:.0f} one-core minutes ({guessed:.0f} of them guessed, not measured); "
+    lines += [f"{job.name:<46} {'done':>6}" for job in plan if job.name in names]
+    lines += ["", f"{len(slots)} job{'' if len(slots) == 1 else 's'} to run, {core:.0f} one-core minutes ({guessed:.0f} of them guessed, not measured); "
               f"on {cpus} CPUs about {wall:.0f} minutes ({wall / 60:.1f} h) of wall clock, longest first."]
     return "\n".join(lines)
 
@@ -417,10 +424,12 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
     from serbench.execution.limits import GIB, memory_limit
     from serbench.spec import parse_job
 
-    done = set() if args.force else finished(root, plan)
-    for name in sorted(done):
-        print(f"paper_tables: {name}: already done, reading {root / name / 'result.json'}", file=sys.stderr)
-    todo = {job.name: (job, job_spec(job)) for job in plan if job.name not in done}
+    done = done_jobs(root, args)
+    names = {job.name for job in done}
+    for job in plan:
+        if job.name in names:
+            print(f"paper_tables: {job.name}: already done, reading {root / job.name / 'result.json'}", file=sys.stderr)
+    todo = {job.name: (job, job_spec(job)) for job in plan if job.name not in names}
     if not todo:
         return Runs.load(root)
     memory = memory_limit().bytes
@@ -438,7 +447,7 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
         head.start()
         ray_address = head.address
         environ.update(head.env)
-    estimate = max(slot.end for slot in schedule([job for job, _ in todo.values()], cpus))
+    estimate = max(slot.end for slot in schedule([job for job, _ in todo.values()], cpus, done))
     runs = Runs(ray=f"a Ray head started here ({cpus} CPUs)" if head else ray_address, cpus=cpus,
                 estimated_minutes=estimate, cache=str(cache))
     print(f"paper_tables: {len(todo)} jobs, estimated {estimate:.0f} minutes of wall clock on {cpus} CPUs "
