@@ -615,12 +615,35 @@ def seeds_text(row) -> str:
     return ",".join(str(seed) for seed in sorted(set(row.seeds)))
 
 
+def study_seeds_text(report: Report) -> str:
+    """Which seeds the studies ran: ``seeds 0, 1 of every study``, or per set of seeds the
+    rows that ran it when the rows differ (``seeds 0, 1, 2: ax_emodb_whisper, ...; seed 0:
+    ...``)."""
+    by_seeds: dict[tuple[int, ...], list[str]] = {}
+    for group, row in report.rows.items():
+        by_seeds.setdefault(tuple(sorted(set(row.seeds))), []).append(group)
+
+    def named(seeds: tuple[int, ...]) -> str:
+        return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+    if len(by_seeds) == 1:
+        return f"{named(next(iter(by_seeds)))} of every study"
+    return "; ".join(f"{named(seeds)}: {', '.join(f'`{group}`' for group in rows)}"
+                     for seeds, rows in sorted(by_seeds.items(), key=lambda item: (-len(item[0]), item[0])))
+
+
+def memory_text(report: Report) -> str:
+    """The memory cap per trial, in GB: ``7.08``, or its range over the runs (each run's
+    share of the machine's memory that day)."""
+    caps = sorted({run.result.resources.memory_requested_gb for run in report.runs()})
+    return f"{caps[0]:g}" if len(caps) == 1 else f"{caps[0]:g}–{caps[-1]:g}"
+
+
 def header(report: Report, runs: Runs, raw: Path, note: str) -> list[str]:
     """Title, provenance and how our protocols differ from the paper's."""
     first_row = next(report.row(job) for job in ENGINE_JOBS.values() if report.row(job))
     first = first_row.runs[0].result
     spec, backbone = first.spec, first.backbone
-    seeds = sorted({seed for row in report.rows.values() for seed in row.seeds})
     return [
         "# serbench on the Berlin EmoDB: the paper's tables, measured over seeds",
         "",
@@ -646,10 +669,9 @@ def header(report: Report, runs: Runs, raw: Path, note: str) -> list[str]:
         "the paper's way only in the table of optimistic rows |",
         "| search | 4-D space, 15 trials, batch 1, AdamW, cosine LR, CE | the same space "
         f"(`{json.dumps(spec['search_space'])}`), {spec['budget']['trials']} trials |",
-        f"| seeds | one run | seeds {', '.join(map(str, seeds))} of every study (the seed fixes the split, "
+        f"| seeds | one run | {study_seeds_text(report)} (the seed fixes the split, "
         "the engine's draws, initialisation and data order) |",
-        "| hardware | 8 CPU cores, 32 GB | one CPU and "
-        f"{first.resources.memory_requested_gb:g} GB per trial{_execution_text(runs)} |",
+        f"| hardware | 8 CPU cores, 32 GB | one CPU and {memory_text(report)} GB per trial{_execution_text(runs)} |",
         "",
         "Every cell over seeds is the mean ± population sd over the seeds; 95% CI is the "
         "percentile bootstrap interval of that mean (10000 resamples, seeded; "

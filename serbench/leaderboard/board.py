@@ -48,6 +48,7 @@ Contract:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import statistics
@@ -278,11 +279,24 @@ class Row:
         }
 
 
+# Settings of a job that change neither what its trials compute nor their minutes, and
+# differ between reruns of one job: the memory cap (a share of the machine's memory that
+# day: it decides whether a trial can run) and the address of the Ray cluster it ran on.
+NOT_GROUPING = (("resources", "memory_gb"), ("execution", "options", "address"))
+
+
 def seed_group_key(result: Result, ignore: tuple[str, ...] = ("name", "seed")) -> str:
     """Runs with equal keys differ only in seed and name (the spec sections ``ignore``).
     Sections added after results were first written are left out while at their defaults
-    (as the study's fingerprint does), so older results group with their reruns."""
-    spec = drop_later_defaults({k: v for k, v in result.spec.items() if k not in ignore})
+    (as the study's fingerprint does), so older results group with their reruns. The
+    settings of :data:`NOT_GROUPING` are left out too; CPUs stay (they change the minutes)."""
+    spec = copy.deepcopy(drop_later_defaults({k: v for k, v in result.spec.items() if k not in ignore}))
+    for *sections, key in NOT_GROUPING:
+        part = spec
+        for section in sections:
+            part = part.get(section) if isinstance(part, dict) else None
+        if isinstance(part, dict):
+            part.pop(key, None)
     return json.dumps(spec, sort_keys=True, default=str)
 
 

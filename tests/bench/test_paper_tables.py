@@ -90,6 +90,17 @@ def table_row(text: str, first_cells: list[str]) -> list[str]:
     return found[0]
 
 
+def test_the_protocol_table_says_which_seeds_each_row_ran_and_the_memory_per_trial(results, report):
+    markdown, _ = report
+    cells = {row[0]: row[2] for row in table_cells(section(markdown, "How the protocols differ"))}
+    # in the report's row order; the rows of one seed set together
+    assert cells["seeds"].startswith("seeds 0, 1: `optuna_emodb_whisper`, `random_emodb_whisper`; "
+                                     "seed 0: `transfer_emodb_ravdess`, `random_emodb_whisper_optimistic` (")
+    caps = {result(results, path.parent.name)["resources"]["memory_requested_gb"]
+            for path in results.glob("*/result.json")}
+    assert cells["hardware"].startswith(f"one CPU and {min(caps):g}")
+
+
 def test_table5_shows_the_mean_sd_and_bootstrap_interval_over_seeds(results, report):
     markdown, _ = report
     table = section(markdown, "Table 5")

@@ -96,6 +96,27 @@ def test_seeds_of_one_spec_share_a_row_with_mean_sd_and_count(cli, results_dir, 
     assert grid["backbone"] == "whisper:openai/whisper-tiny.en" and grid["trials"] == 2
 
 
+def test_seeds_run_under_another_memory_cap_or_ray_address_share_the_row_and_other_cpus_do_not(
+    cli, results_dir, tmp_path
+):
+    """A seed rerun another day gets another share of the machine's memory, and another Ray
+    head's port: same row. A rerun on other CPUs has other minutes: a row of its own."""
+    root = shutil.copytree(results_dir, tmp_path / "results")
+    path = root / RANDOM[1] / "result.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record["spec"]["resources"]["memory_gb"] = record["spec"]["resources"]["memory_gb"] + 0.5
+    record["spec"]["execution"].update(backend="ray", options={"address": "127.0.0.1:41601"})
+    path.write_text(json.dumps(record), encoding="utf-8")
+    first = root / RANDOM[0] / "result.json"
+    ran_on_ray = json.loads(first.read_text(encoding="utf-8"))
+    ran_on_ray["spec"]["execution"].update(backend="ray", options={"address": "127.0.0.1:36291"})
+    first.write_text(json.dumps(ran_on_ray), encoding="utf-8")
+    assert ", ".join(RANDOM) in _rows(_board_json(cli, root))
+    record["spec"]["resources"]["cpus"] = record["spec"]["resources"]["cpus"] + 1
+    path.write_text(json.dumps(record), encoding="utf-8")
+    assert set(_rows(_board_json(cli, root))) == {*RANDOM, GRID}
+
+
 def test_grid_rows_show_how_much_of_the_grid_their_searches_ran(cli, results_dir, results):
     """The grid run: lr and epochs and unfreeze at 2 points each, 2 maxlen values = 16
     configurations, of which its budget ran 2; the random rows sample, and say nothing."""
