@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = [job for job in plan_jobs(args.seeds, args.quick, args.other_seeds)
                 if args.only is None or job.group in args.only]
         if args.plan:
-            print(plan_text(plan, cpus, args.quick, done_jobs(args.results, args)))
+            print(plan_text(plan, cpus, args.quick, done_jobs(args.results, args), cache_filled(args.results)))
             return 0
         root = args.source
         if root is None:
@@ -356,11 +356,21 @@ def done_jobs(root: Path, args: argparse.Namespace) -> list[Planned]:
     return done
 
 
-def plan_text(plan: list[Planned], cpus: int, quick: bool, done: Sequence[Planned] = ()) -> str:
+def cache_filled(root: Path) -> bool:
+    """Whether ``root``'s shared feature cache holds entries. Raw results kept without it
+    (``docs/results/emodb/``, copied to a new machine) have done jobs but a cold cache."""
+    cache = root / "feature-cache"
+    return cache.is_dir() and any(cache.iterdir())
+
+
+def plan_text(plan: list[Planned], cpus: int, quick: bool, done: Sequence[Planned] = (),
+              warm: bool = True) -> str:
     """What ``--plan`` prints: each job of ``plan`` still to run with its estimate, the
-    totals, and the jobs of ``plan`` already ``done`` (a run would only read their results)."""
+    totals, and the jobs of ``plan`` already ``done`` (a run would only read their results).
+    The done jobs warm the estimate of the rest only when their features are still there
+    (``warm``: see :func:`cache_filled`)."""
     names = {job.name for job in done}
-    slots = schedule([job for job in plan if job.name not in names], cpus, done)
+    slots = schedule([job for job in plan if job.name not in names], cpus, done if warm else ())
     lines = [f"{'job':<46} {'min':>6} {'start':>7} {'end':>7}  cache  estimate"]
     for slot in slots:
         minutes = slot.end - slot.start
@@ -425,6 +435,7 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
     from serbench.spec import parse_job
 
     done = done_jobs(root, args)
+    warm = cache_filled(root)
     names = {job.name for job in done}
     for job in plan:
         if job.name in names:
@@ -447,7 +458,7 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
         head.start()
         ray_address = head.address
         environ.update(head.env)
-    estimate = max(slot.end for slot in schedule([job for job, _ in todo.values()], cpus, done))
+    estimate = max(slot.end for slot in schedule([job for job, _ in todo.values()], cpus, done if warm else ()))
     runs = Runs(ray=f"a Ray head started here ({cpus} CPUs)" if head else ray_address, cpus=cpus,
                 estimated_minutes=estimate, cache=str(cache))
     print(f"paper_tables: {len(todo)} jobs, estimated {estimate:.0f} minutes of wall clock on {cpus} CPUs "
@@ -734,16 +745,22 @@ def table4(report: Report) -> list[str]:
 
 def table5(report: Report) -> list[str]:
     """Best BCA, test BCA with its interval, time to best, 𝓔 and ALC; ranked as the board
-    ranks (test BCA, then validation BCA)."""
+    ranks (test BCA, then validation BCA) among the rows run on the widest set of seeds.
+    Rows run on fewer seeds follow unranked (``—``): a mean over other seeds is not a
+    comparable figure (the paired comparison below sets them beside their twin)."""
     from serbench.leaderboard.board import fmt_best, fmt_ci, fmt_space, fmt_stat, rank
 
     present = {id(report.row(group)): group for group in holdout_groups() if report.row(group)}
-    ranked = rank([report.row(group) for group in holdout_groups() if report.row(group)])
+    rows = [report.row(group) for group in holdout_groups() if report.row(group)]
+    widest = max((frozenset(row.seeds) for row in rows), key=len, default=frozenset())
+    ranked = rank([row for row in rows if frozenset(row.seeds) == widest])
+    unranked = rank([row for row in rows if frozenset(row.seeds) != widest])
     lines = ["## Table 5: best BCA, time to best, efficiency", "",
              "| rank | engine | seeds | trials (grid covered) | best val BCA | test BCA | test BCA 95% CI "
              "| minutes to best | 𝓔 (BCA/min) | ALC | search minutes | paper: best BCA | paper: minutes | paper: 𝓔 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for position, row in enumerate(ranked, 1):
+    positions = [str(position) for position in range(1, len(ranked) + 1)] + ["—"] * len(unranked)
+    for position, row in zip(positions, [*ranked, *unranked]):
         group = present[id(row)]
         paper = PAPER.get(group.removesuffix("_emodb_whisper"), {}) if group not in DEFAULT_JOBS else {}
         paper_cells = ["n/a", "n/a", "n/a"]
@@ -758,9 +775,12 @@ def table5(report: Report) -> list[str]:
             + " | ".join(paper_cells) + " |")
     lines += [f"| | {label(report, group)} | not run | | | | | | | | | | | |"
               for group in holdout_groups() if report.row(group) is None]
-    tests = {run.result.test.n for row in ranked for run in row.runs if run.result.test}
+    tests = {run.result.test.n for row in rows for run in row.runs if run.result.test}
     return lines + ["", "Test n = " + "/".join(map(str, sorted(tests))) + " utterances per seed. A grid row's "
-                    "trials say how much of the grid its searches ran (trials / configurations). The paper "
+                    "trials say how much of the grid its searches ran (trials / configurations). Ranked: "
+                    "the rows run on seeds " + ", ".join(map(str, sorted(widest))) + "; a row run on fewer "
+                    "seeds is listed after them unranked (—), since its mean is over other seeds: the "
+                    "engines' comparison below pairs it with its twin seed by seed. The paper "
                     "reports one run selected on the split it reports (see the optimistic table below).", ""]
 
 
@@ -803,29 +823,44 @@ def optimistic(report: Report) -> list[str]:
              "the test split, and the reported test BCA is the best of those scores (`select_on: test`). "
              "They are here so the leak can be seen beside the honest figure of the same engine and seeds; "
              "they are ranked only among themselves, never with the rows above.", "",
-             "| rank | job | seeds | test BCA (selected on it) | 95% CI | honest test BCA (same engine) | difference |",
+             "| rank | job | seeds | test BCA (selected on it) | 95% CI | honest test BCA (same engine, same seeds) | difference |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     present = {id(report.row(job + OPTIMISTIC)): job for job in ENGINE_JOBS.values() if report.row(job + OPTIMISTIC)}
     ranked = rank([report.row(job + OPTIMISTIC) for job in ENGINE_JOBS.values() if report.row(job + OPTIMISTIC)])
     for position, row in enumerate(ranked, 1):
         honest = report.row(present[id(row)])
+        twin = _shared_seed_mean(honest, row) if honest is not None else "not run"
         difference = _paired_difference(row, honest) if honest is not None else "—"
         lines.append(f"| {position} | {row.engine}{OPTIMISTIC_MARK} | {seeds_text(row)} | {fmt_stat(row.test)} | "
-                     f"{fmt_ci(row.test_ci)} | {fmt_stat(honest.test) if honest else 'not run'} | {difference} |")
+                     f"{fmt_ci(row.test_ci)} | {twin} | {difference} |")
     lines += [f"| | {engine}{OPTIMISTIC_MARK} | not run | | | | |" for engine, job in ENGINE_JOBS.items()
               if report.row(job + OPTIMISTIC) is None]
-    return lines + ["", "Difference: the mean over the seeds both rows have of (optimistic − honest) test BCA, "
-                    "and how many seeds that is.", ""]
+    return lines + ["", "The honest figure is the mean test BCA of the same engine's honest job over the seeds "
+                    "the optimistic row ran (its mean over all its seeds is in Table 5). Difference: the mean "
+                    "over those seeds of (optimistic − honest) test BCA, and how many seeds that is.", ""]
+
+
+def _test_by_seed(row) -> dict[int, float]:
+    """Each run's test BCA (``test_summary``) by its seed."""
+    return {int(run.result.spec["seed"]): run.result.test_summary.bca_mean
+            for run in row.runs if run.result.test_summary is not None}
+
+
+def _shared_seed_mean(row, other) -> str:
+    """``0.960 (seed 0)``: the mean test BCA of ``row`` over the seeds ``other`` ran too;
+    ``—`` without a shared seed."""
+    mine, shared = _test_by_seed(row), set(_test_by_seed(other))
+    seeds = sorted(set(mine) & shared)
+    if not seeds:
+        return "—"
+    return (f"{statistics.fmean(mine[seed] for seed in seeds):.3f} "
+            f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})")
 
 
 def _paired_difference(optimistic_row, honest_row) -> str:
     """``+0.042 (5 seeds)``: the mean over shared seeds of the optimistic minus the honest
     test BCA (each run's ``test_summary``); ``—`` without a shared seed."""
-    def by_seed(row) -> dict[int, float]:
-        return {int(run.result.spec["seed"]): run.result.test_summary.bca_mean
-                for run in row.runs if run.result.test_summary is not None}
-
-    leaked, honest = by_seed(optimistic_row), by_seed(honest_row)
+    leaked, honest = _test_by_seed(optimistic_row), _test_by_seed(honest_row)
     shared = sorted(set(leaked) & set(honest))
     if not shared:
         return "—"
