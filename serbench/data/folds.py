@@ -27,6 +27,14 @@ class Split:
     train: list[Utterance]
     val: list[Utterance]
     test: list[Utterance]
+    # With ``val_folds`` k > 1: the k (train, val) runs of the search, whose train and val
+    # together are always ``selection``; ``train`` and ``val`` are then the first of them.
+    inner: tuple[tuple[list[Utterance], list[Utterance]], ...] = ()
+
+    def validation_runs(self) -> list[tuple[list[Utterance], list[Utterance]]]:
+        """What a search trial trains on and scores, once per validation fold: the one
+        ``(train, val)`` pair, or each of the ``inner`` ones."""
+        return list(self.inner) or [(self.train, self.val)]
 
     @property
     def selection(self) -> list[Utterance]:
@@ -84,10 +92,14 @@ def subset_count(count: int, subset: SubsetSpec | None) -> int:
 
 
 def holdout_split(utterances: list[Utterance], protocol: HoldoutProtocol, seed: int) -> Split:
-    """Stratified test split, then a stratified validation split of what remains."""
+    """Stratified test split, then a stratified validation split of what remains (with
+    ``val_folds`` k > 1: what remains cut into k stratified folds, each one run's validation)."""
     rest, test = _stratified(utterances, protocol.test_fraction, seed, "test")
-    train, val = _stratified(rest, protocol.val_fraction, seed + 1, "validation")
-    return Split(train=train, val=val, test=test)
+    if protocol.val_folds == 1:
+        train, val = _stratified(rest, protocol.val_fraction, seed + 1, "validation")
+        return Split(train=train, val=val, test=test)
+    runs = _stratified_folds(rest, protocol.val_folds, seed + 1)
+    return Split(train=runs[0][0], val=runs[0][1], test=test, inner=tuple(runs))
 
 
 def speaker_holdout_split(utterances: list[Utterance], protocol: SpeakerHoldoutProtocol, seed: int) -> Fold:
@@ -101,8 +113,8 @@ def speaker_holdout_split(utterances: list[Utterance], protocol: SpeakerHoldoutP
     else:
         test = sorted(rng.choice(speakers, _count(len(speakers), protocol.test_fraction), replace=False).tolist())
     rest = [s for s in speakers if s not in test]
-    val = sorted(rng.choice(rest, _count(len(rest), protocol.val_fraction), replace=False).tolist()) if rest else []
-    return Fold(0, _by_speakers(utterances, test, val), tuple(test))
+    size = _count(len(rest), protocol.val_fraction) if rest else 0
+    return Fold(0, _speaker_split(utterances, test, _val_groups(rest, size, protocol.val_folds, rng)), tuple(test))
 
 
 def loso_folds(utterances: list[Utterance], protocol: LosoProtocol, seed: int) -> list[Fold]:
@@ -121,8 +133,8 @@ def loso_folds(utterances: list[Utterance], protocol: LosoProtocol, seed: int) -
     for index, speaker in enumerate(chosen):
         rest = [s for s in speakers if s != speaker]
         rng = np.random.default_rng([seed, index])
-        val = sorted(rng.choice(rest, protocol.val_speakers, replace=False).tolist())
-        folds.append(Fold(index, _by_speakers(utterances, [speaker], val), (speaker,)))
+        groups = _val_groups(rest, protocol.val_speakers, protocol.val_folds, rng)
+        folds.append(Fold(index, _speaker_split(utterances, [speaker], groups), (speaker,)))
     return folds
 
 
@@ -140,6 +152,43 @@ def make_folds(utterances: list[Utterance], protocol, seed: int) -> list[Fold]:
 def _count(total: int, fraction: float) -> int:
     """At least one, and never all."""
     return min(max(1, round(total * fraction)), total - 1)
+
+
+def _val_groups(rest: list[str], size: int, folds: int, rng: np.random.Generator) -> list[list[str]]:
+    """``folds`` disjoint, seeded groups of ``size`` validation speakers drawn from ``rest``
+    (one group: the draw the protocols always made)."""
+    if folds == 1:
+        return [sorted(rng.choice(rest, size, replace=False).tolist()) if rest else []]
+    if folds * size > len(rest) - 1:
+        raise DataError(
+            f"dataset.protocol.val_folds: {folds} groups of {size} validation speakers need at least "
+            f"{folds * size + 1} speakers besides the test speakers (one left to train on); there are {len(rest)}"
+        )
+    order = rng.permutation(rest).tolist()
+    return [sorted(order[i * size:(i + 1) * size]) for i in range(folds)]
+
+
+def _speaker_split(utterances: list[Utterance], test: list[str], groups: list[list[str]]) -> Split:
+    """The split with the first validation group, and each group's run when there are several."""
+    splits = [_by_speakers(utterances, test, group) for group in groups]
+    inner = tuple((split.train, split.val) for split in splits) if len(splits) > 1 else ()
+    return Split(train=splits[0].train, val=splits[0].val, test=splits[0].test, inner=inner)
+
+
+def _stratified_folds(utterances: list[Utterance], folds: int, seed: int) -> list[tuple[list[Utterance], list[Utterance]]]:
+    """``folds`` stratified (train, val) runs whose validation parts partition ``utterances``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = [u.label for u in utterances]
+    smallest = min(Counter(labels).items(), key=lambda item: item[1])
+    if smallest[1] < folds:
+        raise DataError(
+            f"dataset.protocol.val_folds: {folds} stratified validation folds need at least {folds} utterances "
+            f"of every class outside the test split; {smallest[0]!r} has {smallest[1]}: use fewer folds or more data"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [(sorted((utterances[i] for i in train), key=_key), sorted((utterances[i] for i in val), key=_key))
+            for train, val in splitter.split(np.zeros(len(labels)), labels)]
 
 
 def _by_speakers(utterances: list[Utterance], test: list[str], val: list[str]) -> Split:

@@ -56,6 +56,11 @@ class TrialRecord(Record):
     pruned_at: int | None = Field(None, ge=0, description="The epoch after which the pruner stopped it (0: the probe).")
     best_epoch: int | None = Field(None, ge=1, description="objective: best_epoch: the epoch whose BCA is the value.")
     probe_s: float | None = Field(None, ge=0, description="Seconds of its frozen probe (pruner.frozen_rung).")
+    val_folds: list[float] | None = Field(
+        None,
+        description="With dataset.protocol.val_folds k > 1: each validation fold's BCA at the epoch of the "
+        "value, which is their mean (the curve, too, is the folds' mean); null with one validation split.",
+    )
     reason: str | None = Field(
         None, description="Why it failed: error, oom, timeout, lost (its slot's process or node died twice)."
     )

@@ -93,6 +93,19 @@ class HoldoutProtocol(StrictModel):
     name: Literal["holdout"] = "holdout"
     test_fraction: float = Field(0.2, gt=0, lt=1)
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the training split.")
+    val_folds: int = Field(
+        1, ge=1, le=20,
+        description="Validation folds of the search (inner cross-validation). 1: one validation split. "
+        "k > 1: the non-test utterances are cut into k stratified folds, each the validation split of one training run on the other k - 1 (val_fraction does not apply); every trial trains k times and scores the mean validation BCA. The final model still "
+        "trains on everything but the test split.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_validate(self) -> "HoldoutProtocol":
+        if self.val_folds > 1 and "val_fraction" in self.model_fields_set:
+            raise ValueError("give val_fraction or val_folds > 1, not both: with k validation folds each "
+                             "validation split is 1/k of the non-test utterances")
+        return self
 
 
 class SpeakerHoldoutProtocol(StrictModel):
@@ -104,6 +117,12 @@ class SpeakerHoldoutProtocol(StrictModel):
     test_speakers: list[str] | None = Field(None, min_length=1)
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of speakers held out for test.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the remaining speakers for validation.")
+    val_folds: int = Field(
+        1, ge=1, le=20,
+        description="Validation folds of the search (inner cross-validation). 1: one validation split. "
+        "k > 1: k disjoint groups of validation speakers (each of val_fraction's size) are drawn from the training speakers, each the validation split of one training run on the rest; every trial trains k times and scores the mean validation BCA. The final model still "
+        "trains on everything but the test split.",
+    )
 
 
 class LosoProtocol(StrictModel):
@@ -117,6 +136,12 @@ class LosoProtocol(StrictModel):
     val_speakers: int = Field(2, ge=1, description="Speakers per fold held out for validation.")
     folds: list[str] | None = Field(
         None, min_length=1, description="Only these test speakers (default: every speaker)."
+    )
+    val_folds: int = Field(
+        1, ge=1, le=20,
+        description="Validation folds of the search (inner cross-validation). 1: one validation split. "
+        "k > 1: each fold draws k disjoint groups of val_speakers from its training speakers, each the validation split of one training run on the rest; every trial trains k times and scores the mean validation BCA. The final model still "
+        "trains on everything but the test split.",
     )
 
 
@@ -291,6 +316,20 @@ class JobSpec(StrictModel):
     )
     thresholds: list[float] = Field(default_factory=lambda: [0.8, 0.9])
 
+    @model_validator(mode="after")
+    def _validation_folds_fit(self) -> "JobSpec":
+        """Inner cross-validation scores a trial after all its training runs: nothing for a
+        pruner to stop early, and no validation split at all with ``select_on: test``."""
+        if self.dataset.protocol.val_folds == 1:
+            return self
+        if self.pruner.name != "none" or self.pruner.frozen_rung:
+            raise ValueError("dataset.protocol.val_folds > 1 does not combine with a pruner (a trial is scored "
+                             "only after all its validation folds): use pruner none or val_folds 1")
+        if self.select_on == "test":
+            raise ValueError("dataset.protocol.val_folds > 1 does not combine with select_on: test (trials are "
+                             "scored on the test split, no validation split is used)")
+        return self
+
     @field_validator("name")
     @classmethod
     def _no_dots_only(cls, name: str) -> str:
@@ -355,9 +394,12 @@ LATER_DEFAULTS = {"pruner": PrunerSpec().model_dump(mode="json"), "objective": "
 def drop_later_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """A copy of a spec's JSON data without what was added after studies were first
     journalled while it is at its default (``LATER_DEFAULTS``, ``budget.epochs`` unset,
-    ``LATER_TRAINING_DEFAULTS``), so older journals resume and older results group with
+    ``LATER_TRAINING_DEFAULTS``, ``dataset.protocol.val_folds`` 1), so older journals resume and older results group with
     their reruns. Sections missing from ``data`` are left missing."""
     data = {k: v for k, v in data.items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+    dataset = data.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("protocol"), dict) and dataset["protocol"].get("val_folds") == 1:
+        data["dataset"] = {**dataset, "protocol": {k: v for k, v in dataset["protocol"].items() if k != "val_folds"}}
     budget = data.get("budget")
     if isinstance(budget, dict) and budget.get("epochs") is None:
         data["budget"] = {k: v for k, v in budget.items() if k != "epochs"}

@@ -104,9 +104,11 @@ class Study:
         data = inputs.data
         sizes = data.folds[0].split.sizes()
         folds = f"{len(data.folds)} folds, first: " if len(data.folds) > 1 else ""
+        inner = len(data.folds[0].split.inner)
+        runs = f" (each trial: {inner} validation folds, this the first)" if inner else ""
         self.events.step(
             f"{data.corpus.adapter}: {len(data.corpus.utterances)} utterances, {len(data.classes)} classes; "
-            f"{folds}train {sizes['train']}, val {sizes['val']}, test {sizes['test']}; torch threads {inputs.threads}"
+            f"{folds}train {sizes['train']}, val {sizes['val']}{runs}, test {sizes['test']}; torch threads {inputs.threads}"
             + (f"; trials on {backend.describe()}, {execution.parallel} in flight" if not backend.in_process else "")
             + (f"; resuming after {len(done)} finished trials" if resume else "")
         )

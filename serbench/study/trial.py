@@ -3,7 +3,9 @@ split, scored by BCA on ``val``) or the final model (``train + val``, scored onc
 ``test`` and zero-shot on every transfer target).
 
 With ``select_on: test`` a trial instead trains on ``train + val`` and is scored on
-``test`` (:func:`search_splits`): the paper's optimistic protocol, kept for comparison.
+``test`` (:func:`search_runs`): the paper's optimistic protocol, kept for comparison. With
+``dataset.protocol.val_folds`` k > 1 a trial trains k times, each run on one validation
+fold's training part, and its curve and value are the mean of the k runs' (no pruner then).
 
 A search trial scores its validation split every ``pruner.report_every`` epochs and after
 its last one (its *curve*), and hands each score to ``report(epoch, bca)``, which says
@@ -54,13 +56,14 @@ def final_params(best: Best) -> dict[str, Any]:
     return {**best.params, "epochs": best.epoch}
 
 
-def search_splits(spec: JobSpec, fold: Fold) -> tuple[list[Utterance], list[Utterance]]:
-    """What a search trial trains on and is scored on: ``train`` and ``val`` -- or, with
-    ``select_on: test`` (the paper's optimistic protocol), ``train + val`` and ``test``,
-    so the trial trains exactly as the final model does and the test split selects."""
+def search_runs(spec: JobSpec, fold: Fold) -> list[tuple[list[Utterance], list[Utterance]]]:
+    """What a search trial trains on and is scored on, once per validation fold: ``train``
+    and ``val`` (each inner fold's with ``val_folds`` > 1) -- or, with ``select_on: test``
+    (the paper's optimistic protocol), ``train + val`` and ``test``, so the trial trains
+    exactly as the final model does and the test split selects."""
     if spec.select_on == "test":
-        return fold.split.selection, fold.split.test
-    return fold.split.train, fold.split.val
+        return [(fold.split.selection, fold.split.test)]
+    return fold.split.validation_runs()
 
 
 def speaker_grouping(train_params, speakers: list[str]) -> list[str] | None:
@@ -95,35 +98,53 @@ class Curve:
         self.params = params
         self.report = report
         self.speakers = speakers
-        self.points: list[tuple[int, Any, bool]] = []  # (epoch, score, collapsed)
+        self.points: list[tuple[int, float, float, bool]] = []  # (epoch, bca, accuracy, collapsed)
+        self.folds: list[Curve] = []  # the validation folds' curves this one is the mean of
 
     def score(self, model, epoch: int) -> bool:
         """Score ``model`` after ``epoch`` epochs and report it; True: the pruner stops the trial."""
         predicted = self.training.predict(model, self.val, self.params, self.speakers)
         score = score_predictions(self.truth, predicted, self.training.inputs.data.classes)
-        self.points.append((epoch, score, is_collapsed(self.truth, predicted, score.bca)))
+        self.points.append((epoch, score.bca, score.accuracy, is_collapsed(self.truth, predicted, score.bca)))
         return bool(self.report(epoch, score.bca))
+
+    @classmethod
+    def mean_of(cls, folds: list[Curve], report: Callable[[int, float], bool]) -> Curve:
+        """The curve of a trial over several validation folds (their reports at the same
+        epochs): each report the mean BCA and accuracy of the folds', collapsed when any
+        fold's was, handed to ``report`` in epoch order."""
+        curve = cls(folds[0].training, [], folds[0].params, report, [])
+        curve.folds = folds
+        for reports in zip(*(fold.points for fold in folds)):
+            epoch = reports[0][0]
+            bca = float(np.mean([point[1] for point in reports]))
+            curve.points.append((epoch, bca, float(np.mean([point[2] for point in reports])),
+                                 any(point[3] for point in reports)))
+            report(epoch, bca)
+        return curve
 
     def fields(self, status: str, losses: list[float], probe_s: float | None) -> dict[str, Any]:
         """The record fields: the value is the last report's (pruned, or ``objective:
         last``) or the best trained epoch's (``objective: best_epoch``, earliest on ties)."""
-        epoch, score, collapsed = self.points[-1]
+        epoch, bca, accuracy, collapsed = self.points[-1]
         best_epoch = None
         if status == "ok" and self.training.spec.objective == "best_epoch":
             trained = [point for point in self.points if point[0] > 0]
-            epoch, score, collapsed = max(trained, key=lambda point: (point[1].bca, -point[0]))
+            epoch, bca, accuracy, collapsed = max(trained, key=lambda point: (point[1], -point[0]))
             best_epoch = epoch
         return {
             "status": status,
-            "value": score.bca,
-            "val_accuracy": score.accuracy,
+            "value": bca,
+            "val_accuracy": accuracy,
             "collapsed": collapsed,
             "epoch_losses": losses,
-            "curve": [{"epoch": e, "bca": s.bca} for e, s, _ in self.points],
+            "curve": [{"epoch": point[0], "bca": point[1]} for point in self.points],
             "epochs_trained": len(losses),
             "pruned_at": self.points[-1][0] if status == "pruned" else None,
             "best_epoch": best_epoch,
             "probe_s": probe_s,
+            "val_folds": [next(point[1] for point in fold.points if point[0] == epoch) for fold in self.folds]
+            or None,
         }
 
 
@@ -140,7 +161,10 @@ class Training:
         the module docstring); the fields of the trial's ``TrialRecord`` other than its
         identity and timing. ``report``: the pruner's say after each score (None: never stop)."""
         train_params = self.spec.train_params(params)
-        train, scored = search_splits(self.spec, fold)
+        runs = search_runs(self.spec, fold)
+        if len(runs) > 1:
+            return self._cross_validated(runs, number, params, train_params, report or (lambda epoch, bca: False))
+        ((train, scored),) = runs
         val = self._clips(scored)
         curve = Curve(self, val, train_params, report or (lambda epoch, bca: False), speakers_of(scored))
         probe_s = None
@@ -153,6 +177,28 @@ class Training:
             if stop:
                 return curve.fields("pruned", [], probe_s)
         self.events.training_started(Stage.TRIAL, number, params, train_params.epochs)
+        losses = self._fit_scored(train_params, train, curve)
+        pruned = len(losses) < train_params.epochs
+        return curve.fields("pruned" if pruned else "ok", losses, probe_s)
+
+    def _cross_validated(self, runs, number: int, params: dict[str, Any], train_params, report) -> dict[str, Any]:
+        """A trial over several validation folds (the spec allows no pruner with them):
+        one training run per fold, each scored on its own validation part as it goes; the
+        record's curve and value are the folds' mean (:meth:`Curve.mean_of`), its losses
+        the folds' mean per epoch, ``val_folds`` each fold's score."""
+        self.events.training_started(Stage.TRIAL, number, params, train_params.epochs)
+        folds, losses = [], []
+        for train, scored in runs:
+            curve = Curve(self, self._clips(scored), train_params, lambda epoch, bca: False, speakers_of(scored))
+            losses.append(self._fit_scored(train_params, train, curve))
+            folds.append(curve)
+        mean_losses = [float(loss) for loss in np.mean(np.array(losses), axis=0)]
+        return Curve.mean_of(folds, report).fields("ok", mean_losses, None)
+
+    def _fit_scored(self, train_params, train: list[Utterance], curve: Curve) -> list[float]:
+        """A fresh model trained on ``train``, scored into ``curve`` every
+        ``pruner.report_every`` epochs and after its last; stops when ``curve``'s report says
+        so. Its epoch losses."""
         every = self.spec.pruner.report_every
 
         def after_epoch(done: int) -> bool:
@@ -161,9 +207,7 @@ class Training:
             return curve.score(model, done) and done < train_params.epochs
 
         model = self.build()
-        losses = self.fit(model, train_params, train, after_epoch)
-        pruned = len(losses) < train_params.epochs
-        return curve.fields("pruned" if pruned else "ok", losses, probe_s)
+        return self.fit(model, train_params, train, after_epoch)
 
     def final(self, fold: Fold, best: Best, keep_weights: bool = True) -> Final:
         """Train the best trial's configuration on train + val (for its best epoch's

@@ -48,6 +48,8 @@ def results(tmp_path_factory, monkeypatch_module):
     jobs.append(_job("random_emodb_whisper_optimistic_seed0", 0, "random", select_on="test"))
     jobs.append(_job("optuna_default_emodb_whisper_seed0", 0, "optuna"))
     jobs[-1]["engine"]["options"] = {"n_startup_trials": 10}  # a library default: one seed only
+    jobs.append(_job("levers_emodb_whisper_seed0", 0, "optuna"))
+    jobs[-1]["search_space"] = {**jobs[-1]["search_space"], "speaker_norm": {"type": "choice", "values": [False, True]}}
     jobs.append(_job("transfer_emodb_ravdess_seed0", 0, "random",
                      transfer=[{"name": "ravdess", "root": "ravdess-mini", "adapt": ["none", "corpus"]}]))
     for job in jobs:
@@ -97,7 +99,7 @@ def test_the_protocol_table_says_which_seeds_each_row_ran_and_the_memory_per_tri
     cells = {row[0]: row[2] for row in table_cells(section(markdown, "How the protocols differ"))}
     # in the report's row order; the rows of one seed set together
     assert cells["seeds"].startswith("seeds 0, 1: `optuna_emodb_whisper`, `random_emodb_whisper`; "
-                                     "seed 0: `optuna_default_emodb_whisper`, `transfer_emodb_ravdess`, "
+                                     "seed 0: `optuna_default_emodb_whisper`, `levers_emodb_whisper`, `transfer_emodb_ravdess`, "
                                      "`random_emodb_whisper_optimistic` (")
     caps = {result(results, path.parent.name)["resources"]["memory_requested_gb"]
             for path in results.glob("*/result.json")}
@@ -160,6 +162,21 @@ def test_optimistic_rows_stand_apart_beside_the_honest_figure(results, report):
     assert row[6] == f"{data['test_summary']['bca_mean'] - honest0:+.3f} (1 seed)"
 
 
+def test_the_levers_section_lists_what_each_seed_chose_and_marks_transductive_scores(results, report):
+    markdown, _ = report
+    table = section(markdown, "Beyond the paper's space")
+    data = result(results, "levers_emodb_whisper_seed0")
+    best, test = data["best"], data["test"]
+    row = table_row(table, ["0", str(best["trial"] + 1)])
+    assert row[2:7] == [f"{best['params']['lr']:.2e}", str(best["params"]["epochs"]), str(best["params"]["unfreeze"]),
+                        str(best["params"]["maxlen"]), str(best["params"]["speaker_norm"])]
+    assert row[7] == f"{best['val_bca']:.3f}"
+    assert row[8] == f"{test['bca']:.3f}" + (" (transductive)" if best["params"]["speaker_norm"] else "")
+    assert test["transductive"] is best["params"]["speaker_norm"]
+    # one seed shared with the two-seed engine rows: no test to run
+    assert "Paired by seed with Table 5's first row" in table and "not enough paired seeds" in table
+
+
 def test_table6_counts_n_dropped_and_classes_on_one_population(results, report):
     markdown, _ = report
     table = section(markdown, "Table 6")
@@ -198,9 +215,9 @@ def test_the_plan_runs_every_committed_job_once_per_seed_changing_only_name_and_
         assert parse_job(spec).name == job.name
 
 
-def test_other_seeds_apply_to_every_group_but_the_honest_engines_and_their_defaults():
+def test_other_seeds_apply_to_every_group_but_the_honest_engines_their_defaults_and_the_levers_job():
     plan = paper_tables.plan_jobs((0, 1, 2), other_seeds=(0,))
-    seeded = {*paper_tables.ENGINE_JOBS.values(), *paper_tables.DEFAULT_JOBS}
+    seeded = {*paper_tables.ENGINE_JOBS.values(), *paper_tables.DEFAULT_JOBS, paper_tables.LEVERS_JOB}
     seeds: dict[str, set[int]] = {}
     for job in plan:
         seeds.setdefault(job.group, set()).add(job.seed)

@@ -141,3 +141,48 @@ def test_subset_by_speakers(corpus):
     assert max(Counter(u.label for u in subset).values()) == 3
     with pytest.raises(DataError, match="speakers"):
         take_subset(corpus, SubsetSpec(speakers=["77"]), seed=0)
+
+
+def ids(part):
+    return {u.id for u in part}
+
+
+def test_validation_folds_partition_the_non_test_utterances_stratified(corpus):
+    one = holdout_split(corpus, HoldoutProtocol(), seed=0)
+    split = holdout_split(corpus, HoldoutProtocol(val_folds=5), seed=0)
+    assert ids(split.test) == ids(one.test)  # the test split does not depend on val_folds
+    runs = split.validation_runs()
+    assert len(runs) == 5 and (runs[0][0], runs[0][1]) == (split.train, split.val)
+    vals = [ids(val) for _, val in runs]
+    assert set().union(*vals) == ids(split.selection) and sum(map(len, vals)) == len(split.selection)
+    whole = Counter(u.label for u in split.selection)
+    for train, val in runs:
+        assert ids(train) | ids(val) == ids(split.selection) and not ids(train) & ids(val)
+        counts = Counter(u.label for u in val)
+        assert all(abs(counts[label] - n / 5) <= 1 for label, n in whole.items())  # stratified
+    assert one.validation_runs() == [(one.train, one.val)]
+
+
+def test_speaker_validation_folds_are_disjoint_speaker_groups_outside_the_test_speaker(corpus):
+    one = loso_folds(corpus, LosoProtocol(name="loso", folds=["03"]), seed=0)[0]
+    fold = loso_folds(corpus, LosoProtocol(name="loso", folds=["03"], val_folds=3), seed=0)[0]
+    groups = [speakers(val) for _, val in fold.split.validation_runs()]
+    assert [len(group) for group in groups] == [2, 2, 2]
+    assert not groups[0] & groups[1] and not groups[1] & groups[2] and not groups[0] & groups[2]
+    assert all("03" not in group for group in groups)
+    for train, val in fold.split.validation_runs():
+        assert speakers(train) == speakers(corpus) - {"03"} - speakers(val)
+    assert ids(fold.split.test) == ids(one.split.test)
+    # one validation fold is the draw the protocol always made
+    assert loso_folds(corpus, LosoProtocol(name="loso", val_folds=1), seed=0)[0].split.val == \
+        loso_folds(corpus, LosoProtocol(name="loso"), seed=0)[0].split.val
+    with pytest.raises(DataError, match="val_folds: 5 groups of 2 validation speakers need at least 11"):
+        loso_folds(corpus, LosoProtocol(name="loso", val_folds=5), seed=0)
+    held = speaker_holdout_split(corpus, SpeakerHoldoutProtocol(name="speaker-holdout", val_folds=3), 0)
+    assert [len(speakers(val)) for _, val in held.split.validation_runs()] == [2, 2, 2]
+
+
+def test_validation_folds_need_enough_of_every_class(corpus):
+    small = take_subset(corpus, SubsetSpec(per_class=5), seed=0)  # 4 of each class outside the test split
+    with pytest.raises(DataError, match="val_folds: 6 stratified validation folds need at least 6 utterances"):
+        holdout_split(small, HoldoutProtocol(val_folds=6), seed=0)
