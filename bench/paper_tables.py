@@ -874,11 +874,24 @@ def _paired_difference(row, other) -> str:
     return f"{mean:+.3f} ({_count(len(shared), 'seed')})"
 
 
+def summary_table(row) -> list[str]:
+    """A row over its seeds as a one-line table: best validation and test BCA (with the
+    test's 95% CI), minutes to best, 𝓔, ALC and the time to each threshold."""
+    from serbench.leaderboard.board import fmt_ci, fmt_stat, fmt_threshold
+
+    return ["| seeds | best val BCA | test BCA | 95% CI | minutes to best | 𝓔 | ALC | "
+            + " | ".join(f"≥ {t}" for t in THRESHOLDS) + " |",
+            "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in THRESHOLDS) + " |",
+            f"| {seeds_text(row)} | {fmt_stat(row.best_val)} | {fmt_stat(row.test)} | {fmt_ci(row.test_ci)} | "
+            f"{fmt_stat(row.minutes_to_best, 2)} | {fmt_stat(row.efficiency)} | {fmt_stat(row.alc)} | "
+            + " | ".join(fmt_threshold(row.thresholds.get(t)) for t in THRESHOLDS) + " |"]
+
+
 def levers(report: Report) -> list[str]:
     """The frozen whisper-base head search with the accuracy levers, on the paper twins'
     protocol: its row over seeds, what each seed chose on validation, and the test BCA
     paired by seed with Table 5's first row."""
-    from serbench.leaderboard.board import fmt_ci, fmt_stat, fmt_threshold, rank
+    from serbench.leaderboard.board import rank
     from serbench.leaderboard.stats import paired_test
 
     lines = ["## Beyond the paper's space: a frozen encoder and the accuracy levers", ""]
@@ -891,12 +904,7 @@ def levers(report: Report) -> list[str]:
               f"and splits (each seed's test split is theirs), `{first.spec['backbone']['source']}` frozen (its "
               "features cached once per clip), a linear head searched with the accuracy levers; chosen on "
               "validation, the test split scored once.", "",
-              "| seeds | best val BCA | test BCA | 95% CI | minutes to best | 𝓔 | ALC | "
-              + " | ".join(f"≥ {t}" for t in THRESHOLDS) + " |",
-              "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in THRESHOLDS) + " |",
-              f"| {seeds_text(row)} | {fmt_stat(row.best_val)} | {fmt_stat(row.test)} | {fmt_ci(row.test_ci)} | "
-              f"{fmt_stat(row.minutes_to_best, 2)} | {fmt_stat(row.efficiency)} | {fmt_stat(row.alc)} | "
-              + " | ".join(fmt_threshold(row.thresholds.get(t)) for t in THRESHOLDS) + " |", "",
+              *summary_table(row), "",
               "| seed | trial | " + " | ".join(names) + " | val BCA | test BCA |",
               "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |"]
     for run in row.runs:
@@ -920,7 +928,6 @@ def levers(report: Report) -> list[str]:
 def speaker_holdout(report: Report) -> list[str]:
     """The speaker-independent holdout study: its row, and per seed who was held out and
     what was chosen."""
-    from serbench.leaderboard.board import fmt_ci, fmt_stat, fmt_threshold
 
     lines = ["## Speaker-independent holdout", ""]
     row = report.row(SPEAKER_JOB)
@@ -928,12 +935,7 @@ def speaker_holdout(report: Report) -> list[str]:
         return lines + [f"Not run ({SPEAKER_JOB}).", ""]
     lines += [f"`{SPEAKER_JOB}`: {row.engine}, the paper twins' backbone and space; test and validation "
               "speakers never train, and the test speakers are scored once.", "",
-              "| seeds | best val BCA | test BCA | 95% CI | minutes to best | 𝓔 | ALC | "
-              + " | ".join(f"≥ {t}" for t in THRESHOLDS) + " |",
-              "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in THRESHOLDS) + " |",
-              f"| {seeds_text(row)} | {fmt_stat(row.best_val)} | {fmt_stat(row.test)} | {fmt_ci(row.test_ci)} | "
-              f"{fmt_stat(row.minutes_to_best, 2)} | {fmt_stat(row.efficiency)} | {fmt_stat(row.alc)} | "
-              + " | ".join(fmt_threshold(row.thresholds.get(t)) for t in THRESHOLDS) + " |", "",
+              *summary_table(row), "",
               "| seed | test speakers | sizes | " + " | ".join(PARAMS) + " | val BCA | test BCA |",
               "| --- | --- | --- | " + " | ".join("---" for _ in PARAMS) + " | --- | --- |"]
     for run in row.runs:
