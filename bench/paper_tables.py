@@ -90,6 +90,7 @@ DEFAULT_JOBS = {  # library-default variant -> the tuned-start-up job it is comp
 LEVERS_JOB = "levers_emodb_whisper"  # beyond the paper's space: frozen whisper-base + the levers
 SPEAKER_JOB = "speaker_holdout_emodb_whisper"
 LOSO_JOB = "loso_emodb_whisper"
+LOSO_CV_JOB = "loso_cv_emodb_whisper"  # the same with three validation folds per trial
 TRANSFER_JOB = "transfer_emodb_ravdess"
 UNTUNED_JOB = "transfer_untuned_emodb_ravdess"
 OPTIMISTIC = "_optimistic"  # a group's suffix for the select_on: test copy of an engine job
@@ -109,6 +110,7 @@ MEASURED_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "ran
 GUESSED_MINUTES = {
     "hyperopt_default_emodb_whisper": 13.8,  # every trial a random draw: as random search
     "optuna_default_emodb_whisper": 15.0,  # 10 random trials, then 5 TPE: between random and optuna
+    LOSO_CV_JOB: 73.2,  # three training runs per trial: three times the LOSO job
     SPEAKER_JOB: 16.2,  # optuna's search on fewer training clips (6 of 10 speakers): at most optuna's
     TRANSFER_JOB: 14.5,  # random search (13.8) plus three transfer scorings
     UNTUNED_JOB: 1.5,  # one trial of 3 epochs, the final model, three transfer scorings
@@ -234,7 +236,7 @@ def available_cpus() -> int:
 
 def base_jobs() -> list[str]:
     """Every committed job the report uses, in the report's order."""
-    return [*ENGINE_JOBS.values(), *DEFAULT_JOBS, LEVERS_JOB, SPEAKER_JOB, LOSO_JOB, TRANSFER_JOB, UNTUNED_JOB]
+    return [*ENGINE_JOBS.values(), *DEFAULT_JOBS, LEVERS_JOB, SPEAKER_JOB, LOSO_JOB, LOSO_CV_JOB, TRANSFER_JOB, UNTUNED_JOB]
 
 
 def groups() -> list[str]:
@@ -472,7 +474,7 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
     def run(name: str) -> tuple[str, int]:
         job, spec = todo[name]
         began = time.perf_counter()
-        parallel = cpus if job.base == LOSO_JOB else 1
+        parallel = cpus if job.base in (LOSO_JOB, LOSO_CV_JOB) else 1
         status = run_one(root, name, spec, ray_address, parallel, memory_gb, environ)
         runs.seconds[name] = time.perf_counter() - began
         print(f"paper_tables: {name}: exit {status} after {runs.seconds[name] / 60:.1f} min",
@@ -609,7 +611,8 @@ def render(report: Report, runs: Runs, raw: Path, note: str = "") -> str:
     """The whole report (Markdown)."""
     lines = header(report, runs, raw, note)
     lines += table3(report) + table4(report) + table5(report) + engines_compared(report)
-    lines += optimistic(report) + levers(report) + speaker_holdout(report) + loso(report) + table6(report)
+    lines += optimistic(report) + levers(report) + speaker_holdout(report) + loso(report)
+    lines += loso(report, LOSO_CV_JOB) + table6(report)
     lines += run_times(report, runs)
     return "\n".join(lines) + "\n"
 
@@ -947,20 +950,22 @@ def speaker_holdout(report: Report) -> list[str]:
     return lines + [""]
 
 
-def loso(report: Report) -> list[str]:
-    """Nested leave-one-speaker-out: the study figures per seed (test BCA mean ± sd over
-    folds, study minutes and study 𝓔, never a mean of fold 𝓔), the row over seeds, and
-    per fold what was chosen and how it scored."""
+def loso(report: Report, group: str = LOSO_JOB) -> list[str]:
+    """Nested leave-one-speaker-out (``group``: the LOSO job or its validation-folds
+    twin): the study figures per seed (test BCA mean ± sd over folds, study minutes and
+    study 𝓔, never a mean of fold 𝓔), the row over seeds, per fold what was chosen and
+    how it scored, and for the twin its test BCA paired fold by fold with the LOSO job's."""
     from serbench.cli.console import fold_score
     from serbench.leaderboard.board import fmt_ci, fmt_stat
 
-    lines = ["## Speaker-independent: nested leave one speaker out", ""]
-    row = report.row(LOSO_JOB)
+    heading = "nested leave one speaker out" + (", three validation folds" if group == LOSO_CV_JOB else "")
+    lines = [f"## Speaker-independent: {heading}", ""]
+    row = report.row(group)
     if row is None:
-        return lines + [f"Not run ({LOSO_JOB}).", ""]
+        return lines + [f"Not run ({group}).", ""]
     first = row.runs[0].result
     names = list(first.spec["search_space"])
-    lines += [f"`{LOSO_JOB}`: one complete {row.engine} search of {first.spec['budget']['trials']} trials per fold "
+    lines += [f"`{group}`: one complete {row.engine} search of {first.spec['budget']['trials']} trials per fold "
               f"(`{first.spec['backbone']['source']}`, {json.dumps(first.spec['dataset']['protocol'])}); each fold "
               "selects on validation speakers drawn from its training speakers and scores its held-out speaker "
               "once.", "",
@@ -989,7 +994,32 @@ def loso(report: Report) -> list[str]:
             sizes = ", ".join(f"{split} {count}" for split, count in fold.sizes.items())
             lines.append(f"| {run.result.spec['seed']} | {fold_score(fold, run.result.data.classes)} | {sizes} | "
                          + " | ".join(values) + f" | {_num(best and best.val_bca)} | {fold.search_seconds / 60:.2f} |")
+    twin = report.row(LOSO_JOB) if group != LOSO_JOB else None
+    if twin is not None:
+        lines += ["", _paired_by_fold(row, twin)]
     return lines + [""]
+
+
+def _paired_by_fold(row, other) -> str:
+    """The test BCA of ``row``'s first seed against ``other``'s on the same seed, paired by
+    test speaker: mean difference and the Wilcoxon signed-rank test."""
+    from serbench.leaderboard.stats import paired_test
+
+    def by_speaker(run) -> dict[int, float]:
+        return {int(fold.test_speakers[0]): fold.test.bca for fold in run.result.folds if fold.test}
+
+    runs = {int(run.result.spec["seed"]): run for run in other.runs}
+    seed = next((int(run.result.spec["seed"]) for run in row.runs if int(run.result.spec["seed"]) in runs), None)
+    if seed is None:
+        return f"No seed shared with `{LOSO_JOB}`: nothing to pair."
+    mine = by_speaker(next(run for run in row.runs if int(run.result.spec["seed"]) == seed))
+    theirs = by_speaker(runs[seed])
+    shared = sorted(set(mine) & set(theirs))
+    difference = statistics.fmean(mine[s] - theirs[s] for s in shared) if shared else float("nan")
+    test = paired_test({"twin": mine, "one pair": theirs})
+    verdict = f"Wilcoxon signed-rank p = {test.p_value:.4g}" if test.p_value is not None else test.note
+    return (f"Paired by test speaker with `{LOSO_JOB}` (seed {seed}, {len(shared)} speakers): "
+            f"{difference:+.3f} in test BCA on average; {verdict}.")
 
 
 def _study_to_best(run) -> tuple[float | None, float | None]:
