@@ -958,9 +958,10 @@ def loso(report: Report, group: str = LOSO_JOB) -> list[str]:
     from serbench.cli.console import fold_score
     from serbench.leaderboard.board import fmt_ci, fmt_stat
 
-    heading = "nested leave one speaker out" + (", three validation folds" if group == LOSO_CV_JOB else "")
-    lines = [f"## Speaker-independent: {heading}", ""]
     row = report.row(group)
+    folds = row.runs[0].result.spec["dataset"]["protocol"].get("val_folds", 1) if row else 1
+    heading = "nested leave one speaker out" + (f", {folds} validation folds per trial" if folds > 1 else "")
+    lines = [f"## Speaker-independent: {heading}", ""]
     if row is None:
         return lines + [f"Not run ({group}).", ""]
     first = row.runs[0].result

@@ -48,6 +48,10 @@ def results(tmp_path_factory, monkeypatch_module):
     jobs.append(_job("random_emodb_whisper_optimistic_seed0", 0, "random", select_on="test"))
     jobs.append(_job("optuna_default_emodb_whisper_seed0", 0, "optuna"))
     jobs[-1]["engine"]["options"] = {"n_startup_trials": 10}  # a library default: one seed only
+    for name, folds in (("loso_emodb_whisper_seed0", 1), ("loso_cv_emodb_whisper_seed0", 2)):
+        jobs.append(_job(name, 0, "random", dataset={
+            "name": "emodb", "subset": {"per_class": 12},
+            "protocol": {"name": "loso", "folds": ["03", "08"], "val_speakers": 2, "val_folds": folds}}))
     jobs.append(_job("levers_emodb_whisper_seed0", 0, "optuna"))
     jobs[-1]["search_space"] = {**jobs[-1]["search_space"], "speaker_norm": {"type": "choice", "values": [False, True]}}
     jobs.append(_job("transfer_emodb_ravdess_seed0", 0, "random",
@@ -99,7 +103,8 @@ def test_the_protocol_table_says_which_seeds_each_row_ran_and_the_memory_per_tri
     cells = {row[0]: row[2] for row in table_cells(section(markdown, "How the protocols differ"))}
     # in the report's row order; the rows of one seed set together
     assert cells["seeds"].startswith("seeds 0, 1: `optuna_emodb_whisper`, `random_emodb_whisper`; "
-                                     "seed 0: `optuna_default_emodb_whisper`, `levers_emodb_whisper`, `transfer_emodb_ravdess`, "
+                                     "seed 0: `optuna_default_emodb_whisper`, `levers_emodb_whisper`, `loso_emodb_whisper`, "
+                                     "`loso_cv_emodb_whisper`, `transfer_emodb_ravdess`, "
                                      "`random_emodb_whisper_optimistic` (")
     caps = {result(results, path.parent.name)["resources"]["memory_requested_gb"]
             for path in results.glob("*/result.json")}
@@ -175,6 +180,21 @@ def test_the_levers_section_lists_what_each_seed_chose_and_marks_transductive_sc
     assert test["transductive"] is best["params"]["speaker_norm"]
     # one seed shared with the two-seed engine rows: no test to run
     assert "Paired by seed with Table 5's first row" in table and "not enough paired seeds" in table
+
+
+def test_the_validation_folds_twin_of_loso_is_paired_by_test_speaker(results, report):
+    markdown, _ = report
+    table = section(markdown, "Speaker-independent: nested leave one speaker out, 2 validation folds per trial")
+    twin, one = (result(results, f"{group}_seed0") for group in ("loso_cv_emodb_whisper", "loso_emodb_whisper"))
+    assert twin["spec"]["dataset"]["protocol"]["val_folds"] == 2
+    assert all(len(trial["val_folds"]) == 2 for trial in twin["trials"])
+    differences = [a["test"]["bca"] - b["test"]["bca"] for a, b in zip(twin["folds"], one["folds"])]
+    assert [f["test_speakers"] for f in twin["folds"]] == [f["test_speakers"] for f in one["folds"]] == [["03"], ["08"]]
+    expected = paired_test({"twin": dict(enumerate(a["test"]["bca"] for a in twin["folds"])),
+                            "one": dict(enumerate(b["test"]["bca"] for b in one["folds"]))})
+    line = next(line for line in table.splitlines() if line.startswith("Paired by test speaker"))
+    assert f"{statistics.fmean(differences):+.3f} in test BCA" in line and "2 speakers" in line
+    assert (f"p = {expected.p_value:.4g}" if expected.p_value is not None else expected.note) in line
 
 
 def test_table6_counts_n_dropped_and_classes_on_one_population(results, report):
