@@ -1009,12 +1009,15 @@ def _paired_by_fold(row, other) -> str:
     def by_speaker(run) -> dict[int, float]:
         return {int(fold.test_speakers[0]): fold.test.bca for fold in run.result.folds if fold.test}
 
-    runs = {int(run.result.spec["seed"]): run for run in other.runs}
-    seed = next((int(run.result.spec["seed"]) for run in row.runs if int(run.result.spec["seed"]) in runs), None)
-    if seed is None:
+    def by_seed(of) -> dict[int, object]:
+        return {int(run.result.spec["seed"]): run for run in of.runs}
+
+    runs, others = by_seed(row), by_seed(other)
+    seeds = sorted(set(runs) & set(others))
+    if not seeds:
         return f"No seed shared with `{LOSO_JOB}`: nothing to pair."
-    mine = by_speaker(next(run for run in row.runs if int(run.result.spec["seed"]) == seed))
-    theirs = by_speaker(runs[seed])
+    seed = seeds[0]
+    mine, theirs = by_speaker(runs[seed]), by_speaker(others[seed])
     shared = sorted(set(mine) & set(theirs))
     difference = statistics.fmean(mine[s] - theirs[s] for s in shared) if shared else float("nan")
     test = paired_test({"twin": mine, "one pair": theirs})

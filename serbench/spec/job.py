@@ -85,6 +85,17 @@ TUNABLE = tuple(TrainParams.model_fields)
 # --- dataset ----------------------------------------------------------------------------
 
 
+def val_folds_field(runs: str) -> Any:
+    """The ``val_folds`` field of a protocol; ``runs`` says how that protocol makes its k
+    validation runs."""
+    return Field(
+        1, ge=1, le=20,
+        description="Validation folds of the search (inner cross-validation). 1: one validation split. "
+        f"k > 1: {runs}; every trial trains k times and scores the mean validation BCA. The final model "
+        "still trains on everything but the test split.",
+    )
+
+
 class HoldoutProtocol(StrictModel):
     """The paper's protocol, without its leak: a stratified test split by seed, and a
     stratified validation split carved out of the remaining training data. Only the
@@ -93,11 +104,9 @@ class HoldoutProtocol(StrictModel):
     name: Literal["holdout"] = "holdout"
     test_fraction: float = Field(0.2, gt=0, lt=1)
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the training split.")
-    val_folds: int = Field(
-        1, ge=1, le=20,
-        description="Validation folds of the search (inner cross-validation). 1: one validation split. "
-        "k > 1: the non-test utterances are cut into k stratified folds, each the validation split of one training run on the other k - 1 (val_fraction does not apply); every trial trains k times and scores the mean validation BCA. The final model still "
-        "trains on everything but the test split.",
+    val_folds: int = val_folds_field(
+        "the non-test utterances are cut into k stratified folds, each the validation split of one "
+        "training run on the other k - 1 (val_fraction does not apply)"
     )
 
     @model_validator(mode="after")
@@ -117,11 +126,9 @@ class SpeakerHoldoutProtocol(StrictModel):
     test_speakers: list[str] | None = Field(None, min_length=1)
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of speakers held out for test.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the remaining speakers for validation.")
-    val_folds: int = Field(
-        1, ge=1, le=20,
-        description="Validation folds of the search (inner cross-validation). 1: one validation split. "
-        "k > 1: k disjoint groups of validation speakers (each of val_fraction's size) are drawn from the training speakers, each the validation split of one training run on the rest; every trial trains k times and scores the mean validation BCA. The final model still "
-        "trains on everything but the test split.",
+    val_folds: int = val_folds_field(
+        "k disjoint groups of validation speakers (each of val_fraction's size) are drawn from the "
+        "training speakers, each the validation split of one training run on the rest"
     )
 
 
@@ -137,11 +144,9 @@ class LosoProtocol(StrictModel):
     folds: list[str] | None = Field(
         None, min_length=1, description="Only these test speakers (default: every speaker)."
     )
-    val_folds: int = Field(
-        1, ge=1, le=20,
-        description="Validation folds of the search (inner cross-validation). 1: one validation split. "
-        "k > 1: each fold draws k disjoint groups of val_speakers from its training speakers, each the validation split of one training run on the rest; every trial trains k times and scores the mean validation BCA. The final model still "
-        "trains on everything but the test split.",
+    val_folds: int = val_folds_field(
+        "each fold draws k disjoint groups of val_speakers from its training speakers, each the "
+        "validation split of one training run on the rest"
     )
 
 
