@@ -112,11 +112,29 @@ class Backbone(ABC):
     #: Glob patterns of the files whose bytes define the pre-trained model (weights,
     #: configuration): a saved model records their sha256 and refuses to load on others.
     weight_files: ClassVar[tuple[str, ...]] = ()
+    #: The options :meth:`load_pretrained` reads (where weights are fetched to, ...): a
+    #: variant (:meth:`with_options`) that changes one loads its own weights.
+    loading_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, source: str | None = None, options: BaseModel | None = None):
         self.source = source or self.default_source
         self.options = options if options is not None else self.Options()
         self._pretrained: Any = None
+        self._weights_from: Backbone | None = None  # the backbone whose loaded weights this one shares
+
+    def with_options(self, update: dict[str, Any]) -> "Backbone":
+        """This backbone with ``update`` merged over its options (a search's
+        ``backbone.<option>`` values): ``self`` when nothing changes, else a new one of the
+        same class and source that shares this one's pre-trained weights (read once for
+        both) unless ``update`` changes a :attr:`loading_options` entry. Raises pydantic's
+        ``ValidationError`` for options the class refuses."""
+        merged = self.Options.model_validate({**self.options.model_dump(), **update})
+        if merged == self.options:
+            return self
+        variant = type(self)(self.source, merged)
+        if all(getattr(merged, name) == getattr(self.options, name) for name in self.loading_options):
+            variant._weights_from = self._weights_from or self
+        return variant
 
     @abstractmethod
     def build(self, num_classes: int) -> "SERModel":
@@ -138,8 +156,11 @@ class Backbone(ABC):
         :meth:`check_source` (a clear message for a missing folder or an offline hub id);
         :meth:`build` copies it for each model."""
         if self._pretrained is None:
-            self.check_source()
-            self._pretrained = self.load_pretrained(resolve_source(self.source))
+            if self._weights_from is not None:
+                self._pretrained = self._weights_from.pretrained()
+            else:
+                self.check_source()
+                self._pretrained = self.load_pretrained(resolve_source(self.source))
         return self._pretrained
 
     def check_source(self) -> str:

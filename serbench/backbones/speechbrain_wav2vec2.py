@@ -58,6 +58,7 @@ class SpeechBrainWav2Vec2Backbone(Backbone):
     library = "speechbrain"
     model_files = ((HPARAMS,),)
     weight_files = (HPARAMS, "*.ckpt")
+    loading_options = ("savedir",)
 
     def load_pretrained(self, resolved: str):
         from serbench.backbones.speechbrain_wav2vec2_model import load_checkpoint

@@ -17,6 +17,7 @@ from serbench.spec.job import (
     SubsetSpec,
     TrainParams,
     TransferTarget,
+    BACKBONE_PREFIX,
     TUNABLE,
     job_schema,
     load_job,
@@ -28,6 +29,6 @@ from serbench.spec.space import ChoiceParam, FloatParam, IntParam, Param
 __all__ = [
     "BackboneSpec", "Budget", "ChoiceParam", "DatasetSpec", "EngineSpec", "ExecutionSpec", "FloatParam", "HoldoutProtocol",
     "IntParam", "JobSpec", "LosoProtocol", "NoOptions", "Param", "PrunerSpec", "Resources", "SpeakerHoldoutProtocol",
-    "StrictModel", "SubsetSpec", "TUNABLE", "TrainParams", "TransferTarget", "describe_validation_error",
+    "StrictModel", "SubsetSpec", "TUNABLE", "BACKBONE_PREFIX", "TrainParams", "TransferTarget", "describe_validation_error",
     "job_schema", "load_job", "parse_job", "plugin_options",
 ]

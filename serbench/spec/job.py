@@ -80,6 +80,9 @@ LATER_TRAINING_DEFAULTS = {"label_smoothing": 0.0, "dropout": 0.0, "speaker_norm
 
 
 TUNABLE = tuple(TrainParams.model_fields)
+#: A search-space key ``backbone.<option>`` searches one of the backbone's options (e.g.
+#: Whisper's ``pooling`` or ``layers``): each trial's encoder is built with its value.
+BACKBONE_PREFIX = "backbone."
 
 
 # --- dataset ----------------------------------------------------------------------------
@@ -299,7 +302,11 @@ class JobSpec(StrictModel):
     dataset: DatasetSpec
     backbone: BackboneSpec
     training: TrainParams = Field(default_factory=TrainParams)
-    search_space: dict[str, Param] = Field(default_factory=dict)
+    search_space: dict[str, Param] = Field(
+        default_factory=dict,
+        description="What the engine tunes: training hyperparameters by name (lr, epochs, ...) and backbone "
+        "options as backbone.<option> (e.g. backbone.pooling), each trial's encoder built with its value.",
+    )
     engine: EngineSpec
     budget: Budget
     transfer: list[TransferTarget] = Field(default_factory=list)
@@ -354,8 +361,14 @@ class JobSpec(StrictModel):
     @classmethod
     def _space_fits_training(cls, space: dict[str, Any]) -> dict[str, Any]:
         for key, param in space.items():
+            if key.startswith(BACKBONE_PREFIX):
+                if not key[len(BACKBONE_PREFIX):].isidentifier():
+                    raise ValueError(f"{key}: name one backbone option after {BACKBONE_PREFIX!r}, e.g. backbone.pooling")
+                continue  # checked against the backbone's options when the plugin is known
             if key not in TUNABLE:
-                raise ValueError(f"unknown hyperparameter {key!r}; known: {', '.join(TUNABLE)}")
+                raise ValueError(
+                    f"unknown hyperparameter {key!r}; known: {', '.join(TUNABLE)}, or backbone.<option>"
+                )
             for value in extremes(param):
                 try:
                     TrainParams.model_validate({key: value})
@@ -389,8 +402,17 @@ class JobSpec(StrictModel):
         return drop_later_defaults(self.model_dump(mode="json", exclude={"execution"}))
 
     def train_params(self, overrides: dict[str, Any]) -> TrainParams:
-        """The full set of hyperparameters for a trial: fixed ones plus ``overrides``."""
-        return TrainParams.model_validate({**self.training.model_dump(), **overrides})
+        """The full set of training hyperparameters for a trial: fixed ones plus
+        ``overrides`` (a trial's parameters; its ``backbone.<option>`` ones are not training's)."""
+        training = {k: v for k, v in overrides.items() if not k.startswith(BACKBONE_PREFIX)}
+        return TrainParams.model_validate({**self.training.model_dump(), **training})
+
+    @staticmethod
+    def backbone_overrides(params: dict[str, Any]) -> dict[str, Any]:
+        """The backbone options a trial's parameters set (``backbone.pooling: mean+std`` ->
+        ``{"pooling": "mean+std"}``), to be merged over ``backbone.options``; ``{}`` when
+        the search space has none."""
+        return {k[len(BACKBONE_PREFIX):]: v for k, v in params.items() if k.startswith(BACKBONE_PREFIX)}
 
 
 LATER_DEFAULTS = {"pruner": PrunerSpec().model_dump(mode="json"), "objective": "last", "select_on": "validation"}

@@ -8,10 +8,11 @@ before any audio is read, and the weights are loaded after the audio.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from serbench.backbones.base import Backbone
 from serbench.data.base import DatasetAdapter, resolve_root
@@ -53,6 +54,23 @@ class Inputs:
     targets: list[tuple[TransferTarget, LoadedCorpus]]  # labels indexed by ``data.classes``
     cache: FeatureCache | None  # frozen encoder features across trials
     model_load_seconds: float
+    _variants: dict[str, tuple[Backbone, FeatureCache | None]] = field(default_factory=dict, repr=False)
+
+    def variant(self, overrides: dict[str, Any]) -> tuple[Backbone, FeatureCache | None]:
+        """The backbone with a trial's searched options (``JobSpec.backbone_overrides``)
+        merged over the job's, and its feature cache: ``(backbone, cache)`` itself for
+        none; else one variant per distinct configuration, made on first use, sharing the
+        loaded weights and the cache's memory bound (:meth:`FeatureCache.sibling`)."""
+        if not overrides:
+            return self.backbone, self.cache
+        key = json.dumps(overrides, sort_keys=True, default=str)
+        if key not in self._variants:
+            backbone = self.backbone.with_options(overrides)
+            cache = self.cache
+            if backbone is not self.backbone and cache is not None:
+                cache = cache.sibling(backbone.cache_key())
+            self._variants[key] = (backbone, cache)
+        return self._variants[key]
 
 
 def load_inputs(

@@ -44,7 +44,7 @@ def save_models(
     """Write every fold's final model that came back with weights; ``result`` with
     ``model`` set where one was saved (per fold, and for one-fold protocols the result's)."""
     folds = inputs.data.folds
-    pretrained = _pretrained(inputs)
+    files: dict[int, dict[str, str]] = {}  # id(backbone variant) -> its weight files' sha256
     hashes: dict[str, str] = {}
     saved: list[FoldResult] = []
     for fold, run, fold_result in zip(folds, runs, result.folds):
@@ -52,6 +52,7 @@ def save_models(
             saved.append(fold_result)
             continue
         name = model_folder_name(fold, len(folds))
+        pretrained = _pretrained(inputs, spec.backbone_overrides(fold_result.final_params or {}), files)
         info = _info(spec, plugins, inputs, fold, run, fold_result, result, pretrained, hashes)
         write_model(out_dir / name, run.final.weights, info)
         saved.append(fold_result.model_copy(update={"model": name}))
@@ -59,16 +60,21 @@ def save_models(
     return result.model_copy(update={"folds": saved, "model": single})
 
 
-def _pretrained(inputs: Inputs) -> PretrainedInfo:
-    backbone = inputs.backbone
-    files = pretrained_files(backbone)
+def _pretrained(inputs: Inputs, overrides: dict, files: dict[int, dict[str, str]]) -> PretrainedInfo:
+    """The pre-trained encoder a fold's final model was built on: the job's backbone with
+    the fold's searched ``backbone.<option>`` values, as :func:`serbench.deploy.load_model`
+    rebuilds it. ``files`` memoises each variant's weight-file hashes."""
+    backbone, _ = inputs.variant(overrides)
+    if id(backbone) not in files:
+        files[id(backbone)] = pretrained_files(backbone)
     described = backbone.describe()
+    weights = files[id(backbone)]
     return PretrainedInfo(
         name=described["name"],
         source=described["source"],
         options=described["options"],
-        files=files,
-        fingerprint=combined(files.items()),
+        files=weights,
+        fingerprint=combined(weights.items()),
     )
 
 

@@ -4,16 +4,21 @@ search; the execution backend."""
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from serbench.backbones.base import Backbone
 from serbench.data.base import DatasetAdapter, resolve_root
 from serbench.engines.base import Engine
 from serbench.execution.backend import ExecutionBackend
-from serbench.errors import PluginError, UserError
+from serbench.errors import PluginError, SpecError, UserError
 from serbench.plugin.registry import PluginEntry, Registry, registry
-from serbench.spec import JobSpec, plugin_options
+from serbench.spec import BACKBONE_PREFIX, JobSpec, plugin_options
+from serbench.spec.space import extremes
 
 
 @dataclass
@@ -43,6 +48,7 @@ def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
     plugin_options(plugins.dataset.cls.Options, spec.dataset.options, "dataset.options")
     plugin_options(plugins.engine.cls.Options, spec.engine.options, "engine.options")
     plugin_options(plugins.backbone.cls.Options, spec.backbone.options, "backbone.options")
+    check_backbone_space(spec, plugins.backbone.cls)
     plugin_options(plugins.backend.cls.Options, spec.execution.options, "execution.options")
     plugin_options(plugins.pruner.cls.Options, spec.pruner.options, "pruner.options")
     own = plugins.engine.cls.prunes_with
@@ -62,6 +68,40 @@ def resolve_plugins(spec: JobSpec, reg: Registry | None = None) -> Plugins:
     if not spec.search_space:
         raise UserError("search_space: empty; name at least one hyperparameter to tune")
     return plugins
+
+
+MAX_CHECKED_COMBINATIONS = 256
+
+
+def check_backbone_space(spec: JobSpec, cls: type[Backbone]) -> None:
+    """Check the search space's ``backbone.<option>`` keys against the backbone's options:
+    each names an option it has, and every value it can take (a choice's values, a range's
+    ends) is valid over ``backbone.options`` -- together with the other searched options'
+    values, combination by combination when there are at most
+    ``MAX_CHECKED_COMBINATIONS`` (so a search never draws an encoder that cannot be built).
+    Raises ``SpecError`` naming ``search_space.backbone.<option>``."""
+    searched = spec.backbone_overrides(spec.search_space)
+    known = cls.Options.model_fields
+    for option in searched:
+        if option not in known:
+            offered = ", ".join(known) or "none"
+            raise SpecError(
+                f"search_space.{BACKBONE_PREFIX}{option}: backbone {cls.name!r} has no option {option!r} (it has: {offered})"
+            )
+    ends = {option: extremes(param) for option, param in searched.items()}
+    combinations = math.prod(len(values) for values in ends.values())
+    pools = [[(option, value)] for option, values in ends.items() for value in values]
+    if 1 < len(ends) and combinations <= MAX_CHECKED_COMBINATIONS:
+        pools += [list(zip(ends, values)) for values in itertools.product(*ends.values())]
+    for pairs in pools:
+        options = {**spec.backbone.options, **dict(pairs)}
+        try:
+            cls.Options.model_validate(options)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            (first, value), *others = pairs
+            along = "".join(f", with {BACKBONE_PREFIX}{o} {v!r}" for o, v in others)
+            raise SpecError(f"search_space.{BACKBONE_PREFIX}{first}: value {value!r}{along} is not allowed ({msg})") from None
 
 
 def _get(reg: Registry, kind, name: str, field: str) -> PluginEntry:

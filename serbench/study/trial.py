@@ -16,14 +16,15 @@ encoder. Scoring between epochs changes nothing in the training (no random numbe
 drawn), so a trial's last score is the one it would have had without reports.
 
 Every training run starts from the same head (``torch.manual_seed(spec.seed)``), so a
-configuration scores the same in the search and when it is run again.
+configuration scores the same in the search and when it is run again. A trial's
+``backbone.<option>`` parameters pick the encoder it builds (:class:`Configuration`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -32,9 +33,33 @@ from serbench.data.corpus import LoadedCorpus
 from serbench.data.folds import Fold
 from serbench.results.metrics import evaluate, is_collapsed, score_predictions
 from serbench.results.schema import Best, Evaluation, TransferScore
-from serbench.spec import JobSpec
+from serbench.backbones.base import Backbone
+from serbench.spec import BACKBONE_PREFIX, JobSpec, TrainParams
 from serbench.study.events import Stage, StudyEvents
 from serbench.study.inputs import Inputs, transfer_runs
+
+if TYPE_CHECKING:
+    from serbench.training.features import FeatureCache
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What a training run is made of: its training hyperparameters (``train``), and the
+    backbone built with the run's ``backbone.<option>`` parameters (``options``) over the
+    job's, with that backbone's feature cache."""
+
+    train: TrainParams
+    options: dict[str, Any]
+    backbone: Backbone
+    cache: FeatureCache | None
+
+    def with_train(self, **update: Any) -> Configuration:
+        return replace(self, train=self.train.model_copy(update=update))
+
+    def params(self) -> dict[str, Any]:
+        """Every hyperparameter, as a result's ``final_params`` records them: the training
+        ones, then the searched backbone options as ``backbone.<option>``."""
+        return {**self.train.model_dump(), **{BACKBONE_PREFIX + k: v for k, v in self.options.items()}}
 
 
 @dataclass(frozen=True)
@@ -66,7 +91,7 @@ def search_runs(spec: JobSpec, fold: Fold) -> list[tuple[list[Utterance], list[U
     return fold.split.validation_runs()
 
 
-def speaker_grouping(train_params, speakers: list[str]) -> list[str] | None:
+def speaker_grouping(train_params: TrainParams, speakers: list[str]) -> list[str] | None:
     """The grouping a model trained with ``train_params`` is scored with: each clip's
     speaker for a ``speaker_norm`` model (each speaker standardised with its own
     statistics), else ``None`` (the training set's statistics for all)."""
@@ -88,14 +113,14 @@ class Curve:
         self,
         training: "Training",
         val: list,
-        params,
+        config: Configuration,
         report: Callable[[int, float], bool],
         speakers: list[str],
     ):
         self.training = training
         self.val = val
         self.truth = np.array([c.label for c in val])
-        self.params = params
+        self.config = config
         self.report = report
         self.speakers = speakers
         self.points: list[tuple[int, float, float, bool]] = []  # (epoch, bca, accuracy, collapsed)
@@ -103,7 +128,7 @@ class Curve:
 
     def score(self, model, epoch: int) -> bool:
         """Score ``model`` after ``epoch`` epochs and report it; True: the pruner stops the trial."""
-        predicted = self.training.predict(model, self.val, self.params, self.speakers)
+        predicted = self.training.predict(model, self.val, self.config, self.speakers)
         score = score_predictions(self.truth, predicted, self.training.inputs.data.classes)
         self.points.append((epoch, score.bca, score.accuracy, is_collapsed(self.truth, predicted, score.bca)))
         return bool(self.report(epoch, score.bca))
@@ -113,7 +138,7 @@ class Curve:
         """The curve of a trial over several validation folds (their reports at the same
         epochs): each report the mean BCA and accuracy of the folds', collapsed when any
         fold's was, handed to ``report`` in epoch order."""
-        curve = cls(folds[0].training, [], folds[0].params, report, [])
+        curve = cls(folds[0].training, [], folds[0].config, report, [])
         curve.folds = folds
         for reports in zip(*(fold.points for fold in folds)):
             epoch = reports[0][0]
@@ -154,107 +179,117 @@ class Training:
         self.inputs = inputs
         self.events = events
 
+    def configuration(self, params: dict[str, Any]) -> Configuration:
+        """A trial's (or final model's) configuration from its parameters: the job's
+        training fixed parts plus ``params``, and its backbone variant."""
+        options = self.spec.backbone_overrides(params)
+        backbone, cache = self.inputs.variant(options)
+        return Configuration(self.spec.train_params(params), options, backbone, cache)
+
     def trial(
         self, fold: Fold, number: int, params: dict[str, Any], report: Callable[[int, float], bool] | None = None
     ) -> dict[str, Any]:
         """Train on the fold's train split, scoring the validation split as it goes (see
         the module docstring); the fields of the trial's ``TrialRecord`` other than its
         identity and timing. ``report``: the pruner's say after each score (None: never stop)."""
-        train_params = self.spec.train_params(params)
+        config = self.configuration(params)
+        epochs = config.train.epochs
         runs = search_runs(self.spec, fold)
         if len(runs) > 1:
-            return self._cross_validated(runs, number, params, train_params, report or (lambda epoch, bca: False))
+            return self._cross_validated(runs, number, params, config, report or (lambda epoch, bca: False))
         ((train, scored),) = runs
         val = self._clips(scored)
-        curve = Curve(self, val, train_params, report or (lambda epoch, bca: False), speakers_of(scored))
+        curve = Curve(self, val, config, report or (lambda epoch, bca: False), speakers_of(scored))
         probe_s = None
-        if self.spec.pruner.frozen_rung and train_params.unfreeze < train_params.epochs:
+        if self.spec.pruner.frozen_rung and config.train.unfreeze < epochs:
             started = time.perf_counter()
-            self.events.training_started(Stage.PROBE, number, params, train_params.epochs)
-            probe, _ = self.train(train_params.model_copy(update={"unfreeze": train_params.epochs}), train)
+            self.events.training_started(Stage.PROBE, number, params, epochs)
+            probe, _ = self.train(config.with_train(unfreeze=epochs), train)
             stop = curve.score(probe, 0)
             probe_s = time.perf_counter() - started
             if stop:
                 return curve.fields("pruned", [], probe_s)
-        self.events.training_started(Stage.TRIAL, number, params, train_params.epochs)
-        losses = self._fit_scored(train_params, train, curve)
-        pruned = len(losses) < train_params.epochs
+        self.events.training_started(Stage.TRIAL, number, params, epochs)
+        losses = self._fit_scored(config, train, curve)
+        pruned = len(losses) < epochs
         return curve.fields("pruned" if pruned else "ok", losses, probe_s)
 
-    def _cross_validated(self, runs, number: int, params: dict[str, Any], train_params, report) -> dict[str, Any]:
+    def _cross_validated(self, runs, number: int, params: dict[str, Any], config: Configuration, report) -> dict[str, Any]:
         """A trial over several validation folds (the spec allows no pruner with them):
         one training run per fold, each scored on its own validation part as it goes; the
         record's curve and value are the folds' mean (:meth:`Curve.mean_of`), its losses
         the folds' mean per epoch, ``val_folds`` each fold's score."""
-        self.events.training_started(Stage.TRIAL, number, params, train_params.epochs)
+        self.events.training_started(Stage.TRIAL, number, params, config.train.epochs)
         folds, losses = [], []
         for train, scored in runs:
-            curve = Curve(self, self._clips(scored), train_params, lambda epoch, bca: False, speakers_of(scored))
-            losses.append(self._fit_scored(train_params, train, curve))
+            curve = Curve(self, self._clips(scored), config, lambda epoch, bca: False, speakers_of(scored))
+            losses.append(self._fit_scored(config, train, curve))
             folds.append(curve)
         mean_losses = [float(loss) for loss in np.mean(np.array(losses), axis=0)]
         return Curve.mean_of(folds, report).fields("ok", mean_losses, None)
 
-    def _fit_scored(self, train_params, train: list[Utterance], curve: Curve) -> list[float]:
+    def _fit_scored(self, config: Configuration, train: list[Utterance], curve: Curve) -> list[float]:
         """A fresh model trained on ``train``, scored into ``curve`` every
         ``pruner.report_every`` epochs and after its last; stops when ``curve``'s report says
         so. Its epoch losses."""
         every = self.spec.pruner.report_every
+        epochs = config.train.epochs
 
         def after_epoch(done: int) -> bool:
-            if done % every and done < train_params.epochs:
+            if done % every and done < epochs:
                 return False
-            return curve.score(model, done) and done < train_params.epochs
+            return curve.score(model, done) and done < epochs
 
-        model = self.build()
-        return self.fit(model, train_params, train, after_epoch)
+        model = self.build(config)
+        return self.fit(model, config, train, after_epoch)
 
     def final(self, fold: Fold, best: Best, keep_weights: bool = True) -> Final:
         """Train the best trial's configuration on train + val (for its best epoch's
         number of epochs with ``objective: best_epoch``); score test once, then each
         transfer target. ``keep_weights``: return what training changed, to be saved."""
-        train_params = self.spec.train_params(final_params(best))
-        self.events.training_started(Stage.FINAL, best.trial, best.params, train_params.epochs)
-        model, _ = self.train(train_params, fold.split.selection)
-        test = self._score(model, fold.split.test, train_params)
-        transfer = self._score_targets(model, train_params)
+        config = self.configuration(final_params(best))
+        self.events.training_started(Stage.FINAL, best.trial, best.params, config.train.epochs)
+        model, _ = self.train(config, fold.split.selection)
+        test = self._score(model, fold.split.test, config)
+        transfer = self._score_targets(model, config.train)
         weights = None
         if keep_weights:
             from safetensors.torch import save
 
             weights = save(model.trained_state())
-        return Final(train_params.model_dump(), test, transfer, weights)
+        return Final(config.params(), test, transfer, weights)
 
-    def train(self, train_params, utterances: list[Utterance]):
-        model = self.build()
-        return model, self.fit(model, train_params, utterances)
+    def train(self, config: Configuration, utterances: list[Utterance]):
+        model = self.build(config)
+        return model, self.fit(model, config, utterances)
 
-    def build(self):
-        """A fresh model; every one starts from the same head."""
+    def build(self, config: Configuration):
+        """A fresh model of ``config``'s backbone; every one starts from the same head."""
         import torch
 
         torch.manual_seed(self.spec.seed)
-        return self.inputs.backbone.build(len(self.inputs.data.classes))
+        return config.backbone.build(len(self.inputs.data.classes))
 
-    def fit(self, model, train_params, utterances: list[Utterance], after_epoch=None) -> list[float]:
+    def fit(self, model, config: Configuration, utterances: list[Utterance], after_epoch=None) -> list[float]:
         from serbench.training.fit import fit
 
         clips = self._clips(utterances)
         events = self.events.epoch_done
         speakers = speakers_of(utterances)
-        return fit(model, clips, train_params, self.spec.seed, self.inputs.cache, events, after_epoch, speakers)
+        return fit(model, clips, config.train, self.spec.seed, config.cache, events, after_epoch, speakers)
 
-    def predict(self, model, clips, train_params, speakers: list[str]) -> np.ndarray:
+    def predict(self, model, clips, config: Configuration, speakers: list[str]) -> np.ndarray:
         """Class indices of ``clips`` (of ``speakers``); a ``speaker_norm`` model
         standardises each speaker with its own statistics."""
         from serbench.training.fit import predict
 
-        return predict(model, clips, train_params.maxlen, self.inputs.cache, speaker_grouping(train_params, speakers))
+        grouping = speaker_grouping(config.train, speakers)
+        return predict(model, clips, config.train.maxlen, config.cache, grouping)
 
     def _clips(self, utterances: list[Utterance]) -> list:
         return [self.inputs.data.clips[u.id] for u in utterances]
 
-    def _score(self, model, utterances: list[Utterance], train_params) -> Evaluation:
+    def _score(self, model, utterances: list[Utterance], config: Configuration) -> Evaluation:
         """The test evaluation, with every clip's probabilities (its prediction is their
         argmax, as ``serbench predict`` labels a file); ``transductive`` when a
         ``speaker_norm`` model standardised each test speaker with its own statistics."""
@@ -262,14 +297,14 @@ class Training:
 
         clips = self._clips(utterances)
         truth = np.array([c.label for c in clips])
-        grouping = speaker_grouping(train_params, speakers_of(utterances))
-        probabilities = predict_proba(model, clips, train_params.maxlen, self.inputs.cache, grouping)
+        grouping = speaker_grouping(config.train, speakers_of(utterances))
+        probabilities = predict_proba(model, clips, config.train.maxlen, config.cache, grouping)
         predicted = probabilities.argmax(axis=1)
         ids = [c.id for c in clips]
         evaluation = evaluate(truth, predicted, self.inputs.data.classes, "test", ids, probabilities)
-        return evaluation.model_copy(update={"transductive": train_params.speaker_norm})
+        return evaluation.model_copy(update={"transductive": config.train.speaker_norm})
 
-    def _score_targets(self, model, train_params) -> list[TransferScore]:
+    def _score_targets(self, model, train_params: TrainParams) -> list[TransferScore]:
         """One score per transfer result (:func:`~serbench.study.inputs.transfer_runs`):
         each target zero-shot (mode ``none``) and/or test-time adapted. A ``speaker_norm``
         model standardises each target speaker with its own statistics even zero-shot."""

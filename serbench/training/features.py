@@ -69,7 +69,8 @@ class FeatureCache:
     changes, and lets trials with different ``maxlen`` share the clips shorter than both.
 
     Storage (:class:`FeatureStore`): ``max_memory_mb`` in memory, the rest in ``folder``;
-    ``persistent`` writes everything there for later runs.
+    ``persistent`` writes everything there for later runs. A :meth:`sibling` (another
+    configuration of the backbone, searched as ``backbone.<option>``) shares the bound.
     """
 
     def __init__(
@@ -78,8 +79,9 @@ class FeatureCache:
         max_memory_mb: float = 1024,
         folder: Path | None = None,
         persistent: bool = False,
+        budget: MemoryBudget | None = None,
     ) -> None:
-        self.store = FeatureStore(producer, max_memory_mb, folder, persistent)
+        self.store = FeatureStore(producer, max_memory_mb, folder, persistent, budget)
         self._producer = hashlib.blake2b(producer.encode(), digest_size=16).digest()
         self._audio: dict[str, tuple[np.ndarray, bytes]] = {}  # clip id -> (wave, digest)
         self.hits = 0
@@ -87,6 +89,13 @@ class FeatureCache:
 
     def __len__(self) -> int:
         return len(self.store)
+
+    def sibling(self, producer: str) -> FeatureCache:
+        """A cache for another producer's features (another backbone configuration) in the
+        same folder, persistent alike, sharing this cache's memory bound: the study's
+        configurations together hold at most ``max_memory_mb`` in memory."""
+        store = self.store
+        return FeatureCache(producer, 0, store.base_folder, store.persistent, store.budget)
 
     def key(self, model: SERModel, clip: Clip, maxlen: int, kind: str = "features") -> str:
         """The entry key of ``clip`` cut to ``maxlen`` (its audio is hashed once per clip);
@@ -217,11 +226,25 @@ def namespace(producer: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+class MemoryBudget:
+    """Bytes that stores sharing it may keep in memory together (``limit``), and how many
+    they keep (``used``)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    def fits(self, nbytes: int) -> bool:
+        return self.used + nbytes <= self.limit
+
+
 class FeatureStore:
-    """A key -> tensor store, at most ``max_memory_mb`` of it in memory.
+    """A key -> tensor store, at most ``max_memory_mb`` of it in memory -- or, given a
+    ``budget``, at most what that budget, shared with other stores, has left.
 
     ``folder`` (created on first write) receives what does not fit, and everything when
-    ``persistent``. Without a folder, nothing spills: the bound is then only a target.
+    ``persistent``; entries go under ``folder/<namespace(producer)>``. Without a folder,
+    nothing spills: the bound is then only a target.
     """
 
     def __init__(
@@ -230,18 +253,24 @@ class FeatureStore:
         max_memory_mb: float,
         folder: Path | None = None,
         persistent: bool = False,
+        budget: MemoryBudget | None = None,
     ):
         if persistent and folder is None:
             raise ValueError("a persistent feature store needs a folder")
-        self.max_bytes = int(max_memory_mb * 2**20)
+        self.budget = budget if budget is not None else MemoryBudget(int(max_memory_mb * 2**20))
+        self.base_folder = Path(folder) if folder is not None else None
         self.folder = Path(folder) / namespace(producer) if folder is not None else None
         self.persistent = persistent
         self._producer = producer
         self._memory: dict[str, torch.Tensor] = {}
         self._disk: set[str] = set()  # keys known to be in the folder
-        self.memory_bytes = 0
+        self.memory_bytes = 0  # this store's share of the budget
         self.disk_reads = 0
         self.disk_writes = 0
+
+    @property
+    def max_bytes(self) -> int:
+        return self.budget.limit
 
     def __len__(self) -> int:
         """Entries this store has served or stored (in memory or in its folder)."""
@@ -260,14 +289,14 @@ class FeatureStore:
             return None
         self.disk_reads += 1
         self._disk.add(key)
-        if self.persistent and self.memory_bytes + tensor.nbytes <= self.max_bytes:
+        if self.persistent and self.budget.fits(tensor.nbytes):
             self._keep(key, tensor)  # a persistent entry from an earlier run: promote it
         return tensor
 
     def put(self, key: str, tensor: torch.Tensor) -> None:
         """Store ``tensor`` (detached, contiguous, CPU) under ``key``."""
         tensor = tensor.detach().cpu().contiguous()
-        fits = self.memory_bytes + tensor.nbytes <= self.max_bytes
+        fits = self.budget.fits(tensor.nbytes)
         if fits or self.folder is None:
             self._keep(key, tensor)
         if self.folder is not None and (self.persistent or not fits):
@@ -277,8 +306,10 @@ class FeatureStore:
         old = self._memory.get(key)
         if old is not None:
             self.memory_bytes -= old.nbytes
+            self.budget.used -= old.nbytes
         self._memory[key] = tensor
         self.memory_bytes += tensor.nbytes
+        self.budget.used += tensor.nbytes
 
     def _path(self, key: str) -> Path:
         assert self.folder is not None

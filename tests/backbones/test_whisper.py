@@ -189,3 +189,18 @@ def test_train_layers_trains_only_the_top_layers(tiny_whisper):
 def test_train_layers_out_of_range_is_a_model_error(tiny_whisper):
     with pytest.raises(ModelError, match="train_layers: 5 is out of range 1..4"):
         frozen(tiny_whisper, train_layers=5)
+
+
+def test_a_variant_with_other_options_shares_the_loaded_weights_and_builds_its_own_model(tiny_whisper, waves):
+    base = WhisperBackbone(str(tiny_whisper), WhisperOptions(layers="mean"))
+    assert base.with_options({"layers": "mean"}) is base  # nothing changes: the same backbone
+    variant = base.with_options({"pooling": "mean+std", "layers": "last"})
+    assert (variant.options.pooling, variant.options.layers, variant.source) == ("mean+std", "last", base.source)
+    assert base.options.pooling == "mean"  # the job's own backbone is unchanged
+    assert variant.pretrained() is base.pretrained()  # read once for both
+    assert variant.cache_key() != base.cache_key()
+    alone = WhisperBackbone(str(tiny_whisper), WhisperOptions(layers="last", pooling="mean+std")).build(3).eval()
+    with torch.no_grad():
+        assert torch.allclose(variant.build(3).eval().encode(waves[:1]), alone.encode(waves[:1]), atol=1e-6)
+    with pytest.raises(ValueError):
+        base.with_options({"pooling": "attention", "layers": "weighted"})

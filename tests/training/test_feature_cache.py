@@ -81,6 +81,19 @@ def test_memory_holds_entries_up_to_the_bound_then_spills(tmp_path):
     assert len(store) == 3
 
 
+def test_sibling_caches_share_one_memory_bound_and_spill_apart(tmp_path):
+    first = FeatureCache("producer a", max_memory_mb=1, folder=tmp_path)
+    second = first.sibling("producer b")
+    block = torch.ones(2**20 // 4 // 2)  # 0.5 MB
+    first.store.put("a0", block)
+    second.store.put("b0", block * 2)
+    second.store.put("b1", block * 3)  # the shared megabyte is full: spilled
+    assert first.store.memory_bytes == second.store.memory_bytes == 2**19
+    assert first.store.budget.used == 2**20 and second.store.disk_writes == 1
+    assert second.store.folder != first.store.folder and second.store.folder.parent == tmp_path
+    assert torch.equal(second.store.get("b1"), block * 3) and first.store.get("b1") is None
+
+
 def test_without_a_folder_nothing_spills():
     store = FeatureStore("p", max_memory_mb=0)
     store.put("k", torch.ones(3))
