@@ -38,7 +38,8 @@ The jobs run on one Ray instance (``--ray-address``; default: a head started her
 127.0.0.1 with ``--cpus`` CPUs, default every available one, stopped at the end), one CPU
 per trial, as many jobs at a time as there are CPUs, longest first: each job ``serbench
 run --backend ray`` with one trial in flight (the engines run as the paper ran them, one
-trial after another), the LOSO job with a slot per CPU. All of them share one persistent
+trial after another), except the LOSO jobs (:data:`WIDE_JOBS`): each runs alone with a
+slot per CPU, once the jobs before it have ended. All of them share one persistent
 feature cache, ``SERBENCH_CACHE=<results>/feature-cache``: an entry is keyed on the clip's
 audio, the backbone's options and the cut length (``serbench/training/features.py``), so
 seeds and protocols reuse each other's frozen-prefix states without changing a score.
@@ -58,6 +59,7 @@ from __future__ import annotations
 import argparse
 import copy
 import heapq
+import itertools
 import json
 import math
 import os
@@ -91,6 +93,9 @@ LEVERS_JOB = "levers_emodb_whisper"  # beyond the paper's space: frozen whisper-
 SPEAKER_JOB = "speaker_holdout_emodb_whisper"
 LOSO_JOB = "loso_emodb_whisper"
 LOSO_CV_JOB = "loso_cv_emodb_whisper"  # the same with three validation folds per trial
+# Jobs that run their folds side by side, one per CPU: each runs alone, on every CPU (beside
+# another job, the folds' trials would hold the memory that job's trials wait for).
+WIDE_JOBS = (LOSO_JOB, LOSO_CV_JOB)
 TRANSFER_JOB = "transfer_emodb_ravdess"
 UNTUNED_JOB = "transfer_untuned_emodb_ravdess"
 OPTIMISTIC = "_optimistic"  # a group's suffix for the select_on: test copy of an engine job
@@ -100,17 +105,20 @@ NAME = re.compile(r"^(?P<group>.+)_seed(?P<seed>\d+)$")  # a job as run: <group>
 # EmoDB; serbench run one trial at a time); jobs start longest first.
 MEASURED_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "random_emodb_whisper": 13.8,
                     "grid_emodb_whisper": 12.3, "hyperopt_emodb_whisper": 8.2,
-                    # 10 folds x 20 head-only trials on cached whisper-base features (augmented
-                    # copies included), folds two at a time: 12.2 minutes of wall clock on 2 CPUs
-                    "loso_emodb_whisper": 24.4,
-                    # 20 head-only trials on cached whisper-base features (augmented copies
-                    # included): 2.3 minutes cold, 0.9-1.4 warm
-                    LEVERS_JOB: 2.3}
+                    # 10 folds x 20 head-only trials on cached whisper-base features (four
+                    # backbone configurations, augmented copies included), folds two at a
+                    # time: 26.1 minutes of wall clock on 2 CPUs, for about 9 of them beside
+                    # two levers jobs (so an upper bound)
+                    "loso_emodb_whisper": 52.2,
+                    # the same with three validation folds per trial: 35.0 minutes, alone
+                    LOSO_CV_JOB: 70.0,
+                    # 20 head-only trials on cached whisper-base features (four backbone
+                    # configurations, augmented copies included): 3.9 minutes cold, 1.8-2.6 warm
+                    LEVERS_JOB: 3.9}
 # Not measured at full size: estimates, printed as such by --plan.
 GUESSED_MINUTES = {
     "hyperopt_default_emodb_whisper": 13.8,  # every trial a random draw: as random search
     "optuna_default_emodb_whisper": 15.0,  # 10 random trials, then 5 TPE: between random and optuna
-    LOSO_CV_JOB: 73.2,  # three training runs per trial: three times the LOSO job
     SPEAKER_JOB: 16.2,  # optuna's search on fewer training clips (6 of 10 speakers): at most optuna's
     TRANSFER_JOB: 14.5,  # random search (13.8) plus three transfer scorings
     UNTUNED_JOB: 1.5,  # one trial of 3 epochs, the final model, three transfer scorings
@@ -327,25 +335,41 @@ class Slot:
     start: float
     end: float
     warm: bool
+    cpus: int = 1  # CPUs the job holds from start to end
+
+    @property
+    def core_minutes(self) -> float:
+        return (self.end - self.start) * self.cpus
+
+
+def job_cpus(job: Planned, cpus: int) -> int:
+    """The CPUs ``job`` runs on: all ``cpus`` for a job of :data:`WIDE_JOBS`, else one."""
+    return max(1, cpus) if job.base in WIDE_JOBS else 1
 
 
 def schedule(plan: list[Planned], cpus: int, done: Sequence[Planned] = ()) -> list[Slot]:
     """The order :func:`run_jobs` follows, simulated: ``cpus`` jobs at a time, the next job
-    in ``plan`` starting when one ends. A job whose backbone some job finished before it
-    started (or a job already ``done``, which filled the shared cache) runs with a warm cache
-    (:data:`WARM_SAVING_MINUTES` fewer minutes, at most half)."""
+    in ``plan`` starting when one ends; a job of :data:`WIDE_JOBS` starts when every job
+    before it has ended and holds every CPU (its one-core minutes spread over them). A job
+    whose backbone some job finished before it started (or a job already ``done``, which
+    filled the shared cache) runs with a warm cache (:data:`WARM_SAVING_MINUTES` fewer
+    minutes, at most half)."""
     keys = {job.base: backbone_key(job) for job in [*plan, *done]}
     lanes = [0.0] * max(1, cpus)
     finished: dict[str, float] = {keys[job.base]: 0.0 for job in done}  # backbone -> first end
     slots = []
     for job in plan:
-        start = heapq.heappop(lanes)
+        width = job_cpus(job, cpus)
+        start = max(lanes) if width > 1 else heapq.heappop(lanes)
         warm = finished.get(keys[job.base], math.inf) <= start
         saving = 0.0 if job.quick or not warm else WARM_SAVING_MINUTES.get(json.loads(keys[job.base])["source"], 0.0)
-        end = start + max(job.minutes - saving, job.minutes / 2)
+        end = start + max(job.minutes - saving, job.minutes / 2) / width
         finished[keys[job.base]] = min(finished.get(keys[job.base], math.inf), end)
-        heapq.heappush(lanes, end)
-        slots.append(Slot(job, start, end, warm))
+        if width > 1:
+            lanes = [end] * len(lanes)
+        else:
+            heapq.heappush(lanes, end)
+        slots.append(Slot(job, start, end, warm, width))
     return slots
 
 
@@ -380,13 +404,13 @@ def plan_text(plan: list[Planned], cpus: int, quick: bool, done: Sequence[Planne
     slots = schedule([job for job in plan if job.name not in names], cpus, done if warm else ())
     lines = [f"{'job':<46} {'min':>6} {'start':>7} {'end':>7}  cache  estimate"]
     for slot in slots:
-        minutes = slot.end - slot.start
+        minutes = slot.core_minutes
         source = "quick" if quick else ("guessed" if slot.job.guessed else "measured")
         lines.append(f"{slot.job.name:<46} {minutes:6.1f} {slot.start:7.1f} {slot.end:7.1f}  "
                      f"{'warm' if slot.warm else 'cold':<5}  {source}")
-    core = sum(slot.end - slot.start for slot in slots)
+    core = sum(slot.core_minutes for slot in slots)
     wall = max((slot.end for slot in slots), default=0.0)
-    guessed = sum(slot.end - slot.start for slot in slots if slot.job.guessed)
+    guessed = sum(slot.core_minutes for slot in slots if slot.job.guessed)
     lines += [f"{job.name:<46} {'done':>6}" for job in plan if job.name in names]
     lines += ["", f"{len(slots)} job{'' if len(slots) == 1 else 's'} to run, {core:.0f} one-core minutes ({guessed:.0f} of them guessed, not measured); "
               f"on {cpus} CPUs about {wall:.0f} minutes ({wall / 60:.1f} h) of wall clock, longest first."]
@@ -474,17 +498,19 @@ def run_jobs(root: Path, plan: list[Planned], args: argparse.Namespace, cpus: in
     def run(name: str) -> tuple[str, int]:
         job, spec = todo[name]
         began = time.perf_counter()
-        parallel = cpus if job.base in (LOSO_JOB, LOSO_CV_JOB) else 1
-        status = run_one(root, name, spec, ray_address, parallel, memory_gb, environ)
+        status = run_one(root, name, spec, ray_address, job_cpus(job, cpus), memory_gb, environ)
         runs.seconds[name] = time.perf_counter() - began
         print(f"paper_tables: {name}: exit {status} after {runs.seconds[name] / 60:.1f} min",
               file=sys.stderr, flush=True)
         return name, status
 
     began = time.perf_counter()
-    try:
-        with ThreadPoolExecutor(max_workers=min(cpus, len(todo))) as pool:
-            outcomes = list(pool.map(run, todo))
+    outcomes: list[tuple[str, int]] = []
+    try:  # as schedule() simulates: a wide job alone, the jobs between wide ones side by side
+        for wide, group in itertools.groupby(todo, key=lambda name: job_cpus(todo[name][0], cpus) > 1):
+            names = list(group)
+            with ThreadPoolExecutor(max_workers=1 if wide else min(cpus, len(names))) as pool:
+                outcomes += pool.map(run, names)
     finally:
         if head is not None:
             head.stop()
@@ -1123,7 +1149,7 @@ def _execution_text(runs: Runs) -> str:
     if not runs.cpus:
         return ""
     return (f"; on one Ray instance ({runs.ray}), one CPU per trial, {runs.cpus} trials at a time "
-            "(jobs side by side, longest first, the LOSO job's folds in parallel), one shared feature cache")
+            "(jobs side by side, longest first, a LOSO job's folds in parallel), one shared feature cache")
 
 
 def _search_minutes(row) -> str:

@@ -235,6 +235,22 @@ def test_the_plan_runs_every_committed_job_once_per_seed_changing_only_name_and_
         assert parse_job(spec).name == job.name
 
 
+def test_a_loso_job_runs_alone_on_every_cpu_and_no_job_overlaps_it():
+    plan = paper_tables.plan_jobs((0, 1), other_seeds=(0,))
+    slots = paper_tables.schedule(plan, cpus=2)
+    wide = [slot for slot in slots if slot.job.base in paper_tables.WIDE_JOBS]
+    assert sorted(slot.job.base for slot in wide) == sorted(paper_tables.WIDE_JOBS)
+    for slot in wide:
+        assert slot.cpus == 2 and slot.job.minutes / 2 <= slot.core_minutes <= slot.job.minutes  # less when warm
+        others = [other for other in slots if other is not slot]
+        assert all(other.end <= slot.start or other.start >= slot.end for other in others), slot.job.name
+    narrow = [slot for slot in slots if slot not in wide]
+    assert all(slot.cpus == 1 for slot in narrow)
+    # the one-CPU jobs still run two at a time: their wall clock is about half their minutes
+    assert max(slot.end for slot in slots) < sum(slot.core_minutes for slot in slots) / 2 + max(
+        slot.core_minutes for slot in narrow)
+
+
 def test_other_seeds_apply_to_every_group_but_the_honest_engines_their_defaults_and_the_levers_job():
     plan = paper_tables.plan_jobs((0, 1, 2), other_seeds=(0,))
     seeded = {*paper_tables.ENGINE_JOBS.values(), *paper_tables.DEFAULT_JOBS, paper_tables.LEVERS_JOB}
