@@ -78,7 +78,7 @@ def test_a_searched_option_the_job_also_fixes_refuses_conflicts_with_the_fixed_o
 def test_every_configuration_is_tried_with_its_own_features(searched):
     _, result, cache = searched
     tried = {(t["params"]["backbone.pooling"], t["params"]["backbone.layers"]) for t in result["trials"]}
-    assert tried == {(p, l) for p in ("mean", "mean+std") for l in ("last", "mean")}
+    assert tried == {(pooling, layers) for pooling in ("mean", "mean+std") for layers in ("last", "mean")}
     assert len({t["value"] for t in result["trials"]}) > 1  # the configurations differ
     producers = {json.loads((f / "producer.json").read_text())["producer"] for f in cache.iterdir()}
     options = {(json.loads(p)["options"]["pooling"], json.loads(p)["options"]["layers"]) for p in producers}
