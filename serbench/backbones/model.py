@@ -171,6 +171,9 @@ class SERModel(nn.Module):
         self.encoder_pristine = True  # False once an optimiser step may have changed the encoder
         self.prefix_rows: int | None = None  # set by models with a cacheable frozen prefix
         self.pool: nn.Module | None = None  # a learned pooling, part of the head (see the class)
+        # speaker -> its training utterances' ``norm`` statistics, as the trained model encodes
+        # them (``fit`` with ``speaker_enrolment``); not part of ``trained_state``
+        self.enrolment: dict = {}
 
     def head_modules(self) -> list[nn.Module]:
         """The head's modules (``pool`` when learned, ``norm``, ``head``)."""

@@ -126,7 +126,8 @@ class Evaluation(Record):
     transductive: bool = Field(
         False,
         description="True when the scored utterances' own unlabelled audio set their standardisation "
-        "before they were predicted (speaker_norm: each test speaker's statistics).",
+        "before they were predicted (speaker_norm: each test speaker's statistics, unless "
+        "speaker_enrolment standardised every test speaker with its training utterances').",
     )
 
 

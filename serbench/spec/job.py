@@ -65,6 +65,15 @@ class TrainParams(StrictModel):
         "before predicting it (transductive; results say so). Replaces the training set's "
         "statistics of ``standardize``.",
     )
+    speaker_enrolment: bool = Field(
+        False,
+        description="With ``speaker_norm``: a scored speaker the model trained on is standardised "
+        "with the statistics of its training utterances (its enrolment, fitted when the model "
+        "trained) instead of the scored utterances' own, so no scored audio is read for it; a "
+        "speaker it never trained on still reads its own. Matters only where scored speakers "
+        "also train (the holdout protocol); no effect without ``speaker_norm``. A saved model "
+        "keeps no enrolment: it standardises each call's recordings with their own statistics.",
+    )
     augment: Literal["none", "speed", "noise"] = Field(
         "none",
         description="Training-time augmentation: each training utterance is joined by two "
@@ -76,7 +85,13 @@ class TrainParams(StrictModel):
 
 # Training fields added after studies were first journalled: left out of a spec's
 # fingerprint and seed group while at these defaults (see ``drop_later_defaults``).
-LATER_TRAINING_DEFAULTS = {"label_smoothing": 0.0, "dropout": 0.0, "speaker_norm": False, "augment": "none"}
+LATER_TRAINING_DEFAULTS = {
+    "label_smoothing": 0.0,
+    "dropout": 0.0,
+    "speaker_norm": False,
+    "augment": "none",
+    "speaker_enrolment": False,
+}
 
 
 TUNABLE = tuple(TrainParams.model_fields)

@@ -98,6 +98,18 @@ def speaker_grouping(train_params: TrainParams, speakers: list[str]) -> list[str
     return speakers if train_params.speaker_norm else None
 
 
+def enrolled_statistics(train_params: TrainParams, model) -> dict | None:
+    """The statistics a ``speaker_enrolment`` model scores its training speakers with
+    (``model.enrolment``), else ``None``."""
+    return model.enrolment if train_params.speaker_norm and train_params.speaker_enrolment else None
+
+
+def reads_scored_audio(train_params: TrainParams, enrolled: dict | None, speakers: list[str]) -> bool:
+    """Whether scoring ``speakers`` reads their own unlabelled audio (transductive): a
+    ``speaker_norm`` model's does, unless every one of them is enrolled."""
+    return train_params.speaker_norm and not set(speakers) <= set(enrolled or {})
+
+
 def speakers_of(utterances: list[Utterance]) -> list[str]:
     """Each utterance's speaker, in order."""
     return [u.speaker for u in utterances]
@@ -280,11 +292,12 @@ class Training:
 
     def predict(self, model, clips, config: Configuration, speakers: list[str]) -> np.ndarray:
         """Class indices of ``clips`` (of ``speakers``); a ``speaker_norm`` model
-        standardises each speaker with its own statistics."""
+        standardises each speaker with its own statistics (an enrolled one's, with
+        ``speaker_enrolment``)."""
         from serbench.training.fit import predict
 
         grouping = speaker_grouping(config.train, speakers)
-        return predict(model, clips, config.train.maxlen, config.cache, grouping)
+        return predict(model, clips, config.train.maxlen, config.cache, grouping, enrolled_statistics(config.train, model))
 
     def _clips(self, utterances: list[Utterance]) -> list:
         return [self.inputs.data.clips[u.id] for u in utterances]
@@ -292,17 +305,20 @@ class Training:
     def _score(self, model, utterances: list[Utterance], config: Configuration) -> Evaluation:
         """The test evaluation, with every clip's probabilities (its prediction is their
         argmax, as ``serbench predict`` labels a file); ``transductive`` when a
-        ``speaker_norm`` model standardised each test speaker with its own statistics."""
+        ``speaker_norm`` model standardised a test speaker with its own statistics (with
+        ``speaker_enrolment``, only a speaker it never trained on)."""
         from serbench.training.fit import predict_proba
 
         clips = self._clips(utterances)
         truth = np.array([c.label for c in clips])
-        grouping = speaker_grouping(config.train, speakers_of(utterances))
-        probabilities = predict_proba(model, clips, config.train.maxlen, config.cache, grouping)
+        speakers = speakers_of(utterances)
+        enrolled = enrolled_statistics(config.train, model)
+        grouping = speaker_grouping(config.train, speakers)
+        probabilities = predict_proba(model, clips, config.train.maxlen, config.cache, grouping, enrolled)
         predicted = probabilities.argmax(axis=1)
         ids = [c.id for c in clips]
         evaluation = evaluate(truth, predicted, self.inputs.data.classes, "test", ids, probabilities)
-        return evaluation.model_copy(update={"transductive": config.train.speaker_norm})
+        return evaluation.model_copy(update={"transductive": reads_scored_audio(config.train, enrolled, speakers)})
 
     def _score_targets(self, model, train_params: TrainParams) -> list[TransferScore]:
         """One score per transfer result (:func:`~serbench.study.inputs.transfer_runs`):

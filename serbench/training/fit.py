@@ -13,7 +13,10 @@ statistics (:mod:`serbench.training.grouping`), in training and whenever a speak
 normalised model is scored (``logits_of(..., speakers=...)``). Statistics -- the training
 set's or each speaker's -- come from the original clips, never from augmented copies:
 under the frozen pre-trained encoder, and each speaker's refitted every epoch once the
-encoder has trained.
+encoder has trained. With ``speaker_enrolment`` the trained model also keeps each
+training speaker's statistics as it encodes them after its last epoch
+(``SERModel.enrolment``), for scoring those speakers without reading their scored audio
+(``logits_of(..., enrolled=...)``).
 
 A learned pooling (``SERModel.pool``: Whisper's ``pooling: attention``) belongs to the
 head and trains in every epoch, frozen encoder or not; with a cache, frozen epochs pool
@@ -135,6 +138,11 @@ def fit(
             break
     model.set_encoder_trainable(False)
     model.eval()
+    model.enrolment = {}
+    if statistics is not None and params.speaker_enrolment:
+        trained_on = speakers[: len(originals)]
+        changed = model.pool is not None or not model.encoder_pristine  # since ``statistics`` were fitted
+        model.enrolment = _speaker_statistics(model, originals, trained_on, params.maxlen, cache) if changed else statistics
     return losses
 
 
@@ -162,9 +170,10 @@ def predict(
     maxlen: int,
     cache: FeatureCache | None = None,
     speakers: Sequence[str] | None = None,
+    enrolled: dict | None = None,
 ) -> np.ndarray:
     """Predicted class indices (the largest logit), in the order of ``clips``."""
-    return logits_of(model, clips, maxlen, cache, speakers).argmax(axis=1)
+    return logits_of(model, clips, maxlen, cache, speakers, enrolled).argmax(axis=1)
 
 
 def predict_proba(
@@ -173,9 +182,10 @@ def predict_proba(
     maxlen: int,
     cache: FeatureCache | None = None,
     speakers: Sequence[str] | None = None,
+    enrolled: dict | None = None,
 ) -> np.ndarray:
     """Class probabilities (softmax of the logits), one row per clip in ``clips``' order."""
-    return torch.softmax(torch.from_numpy(logits_of(model, clips, maxlen, cache, speakers)), dim=1).numpy()
+    return torch.softmax(torch.from_numpy(logits_of(model, clips, maxlen, cache, speakers, enrolled)), dim=1).numpy()
 
 
 def logits_of(
@@ -184,11 +194,14 @@ def logits_of(
     maxlen: int,
     cache: FeatureCache | None = None,
     speakers: Sequence[str] | None = None,
+    enrolled: dict | None = None,
 ) -> np.ndarray:
     """Logits ``(len(clips), classes)`` in eval mode, each clip cut to its first ``maxlen``
     samples, computed in batches of similar length. ``speakers`` (each clip's; for a model
     trained with ``speaker_norm``): each speaker's clips are standardised with the
-    statistics of that speaker's clips here -- the scored set's own unlabelled audio."""
+    statistics of that speaker's clips here -- the scored set's own unlabelled audio --
+    or, for a speaker in ``enrolled`` (speaker -> statistics: ``model.enrolment``), with
+    those."""
     model.eval()
     if not clips:
         return np.zeros((0, model.head.out_features), dtype=np.float32)
@@ -196,7 +209,9 @@ def logits_of(
     with torch.no_grad():
         if speakers is None:
             return model.classify(features).numpy()
-        return classify_grouped(model, features, speakers, group_statistics(model, features, speakers)).numpy()
+        statistics = group_statistics(model, features, speakers)
+        statistics.update({speaker: enrolled[speaker] for speaker in statistics if speaker in (enrolled or {})})
+        return classify_grouped(model, features, speakers, statistics).numpy()
 
 
 def _features(model: SERModel, batch: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:

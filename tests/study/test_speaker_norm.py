@@ -68,3 +68,31 @@ def test_the_saved_model_standardises_one_speakers_recordings_together(study, em
         model.predict_files(files[:1], cut=True)
     with pytest.raises(ModelError, match="speaker_norm"):
         export_onnx(out)
+
+
+ENROLLED_JOB = {
+    **{k: v for k, v in JOB.items() if k != "transfer"},
+    "name": "speaker_enrolment",
+    "dataset": {
+        "name": "emodb",
+        "protocol": {"name": "holdout", "test_fraction": 0.25, "val_fraction": 0.25},
+        "subset": {"per_class": 15},  # every speaker in the final model's training utterances
+    },
+    "search_space": {"speaker_norm": {"type": "choice", "values": [True]}, "speaker_enrolment": {"type": "choice", "values": [True]}},
+}
+
+
+def test_a_holdout_scored_on_enrolled_speakers_reads_no_test_audio(tmp_path):
+    """On the holdout protocol every test speaker also trains: with ``speaker_enrolment``
+    each is standardised with its training utterances' statistics, so the test score is not
+    transductive -- and it is another score than with the test utterances' own statistics."""
+    enrolled = Study(parse_job(copy.deepcopy(ENROLLED_JOB)), tmp_path / "enrolled").run()
+    own_job = copy.deepcopy(ENROLLED_JOB)
+    own_job["search_space"]["speaker_enrolment"]["values"] = [False]
+    own = Study(parse_job(own_job), tmp_path / "own").run()
+    (fold,), (own_fold,) = enrolled.folds, own.folds
+    assert fold.best.params["speaker_enrolment"] is True
+    assert fold.test.transductive is False
+    assert own_fold.test.transductive is True
+    assert [u.id for u in fold.test.predictions] == [u.id for u in own_fold.test.predictions]  # the same split
+    assert [p.probabilities for p in fold.test.predictions] != [p.probabilities for p in own_fold.test.predictions]

@@ -125,6 +125,48 @@ def test_speaker_norm_statistics_follow_a_training_encoder(clips, speakers):
         assert (centred * stats["std"]).abs().max() < 1e-5
 
 
+def test_speaker_enrolment_scores_a_trained_speaker_with_its_training_statistics(clips, speakers):
+    params = TrainParams(lr=3e-3, epochs=2, unfreeze=5, maxlen=MAXLEN, batch_size=4, speaker_norm=True)
+    plain = build()
+    fit(plain, clips, params, seed=0, speakers=speakers)
+    assert plain.enrolment == {}  # kept only with speaker_enrolment
+    model = build()
+    fit(model, clips, params.model_copy(update={"speaker_enrolment": True}), seed=0, speakers=speakers)
+    features = torch.stack(encode_batched(model, clips, MAXLEN))
+    trained = group_statistics(model, features, speakers)
+    assert set(model.enrolment) == set(speakers)
+    for who, stats in trained.items():
+        assert all(torch.allclose(model.enrolment[who][k], stats[k], atol=1e-5) for k in stats)
+    # three clips of one trained speaker and two of a speaker it never trained on
+    who = max(set(speakers), key=speakers.count)
+    mine = [i for i, s in enumerate(speakers) if s == who][:3]
+    assert len(mine) == 3
+    others = [i for i, s in enumerate(speakers) if s != who][:2]
+    scored = [clips[i] for i in mine + others]
+    names = [who] * 3 + ["unseen"] * 2
+    logits = logits_of(model, scored, MAXLEN, speakers=names, enrolled=model.enrolment)
+    with torch.no_grad():
+        enrolled = model.classify(features[mine], model.enrolment[who])
+        own = model.classify(features[others], group_statistics(model, features[others], ["unseen"] * 2)["unseen"])
+    assert np.allclose(logits[:3], enrolled.numpy(), atol=1e-5)
+    assert np.allclose(logits[3:], own.numpy(), atol=1e-5)
+    # without the enrolment the three clips are standardised with their own statistics: other logits
+    assert not np.allclose(logits_of(model, scored, MAXLEN, speakers=names)[:3], logits[:3], atol=1e-3)
+
+
+def test_speaker_enrolment_is_refitted_to_an_encoder_that_trained(clips, speakers):
+    options = WhisperBackbone.Options(train_layers=1)
+    params = TrainParams(
+        lr=1e-4, epochs=2, unfreeze=0, maxlen=MAXLEN, batch_size=4, speaker_norm=True, speaker_enrolment=True
+    )
+    model = build(options)
+    fit(model, clips, params, seed=0, cache=FeatureCache("speaker-enrolment-train"), speakers=speakers)
+    assert not model.encoder_pristine
+    features = torch.stack(encode_batched(model, clips, MAXLEN))
+    for who, stats in group_statistics(model, features, speakers).items():
+        assert torch.allclose(model.enrolment[who]["mean"], stats["mean"], atol=1e-4)
+
+
 # --- pooling ----------------------------------------------------------------------------
 
 
@@ -188,6 +230,7 @@ def test_the_levers_at_their_defaults_leave_fingerprints_and_seed_groups_unchang
     training = plain.fingerprint_data()["training"]
     assert not set(LATER_TRAINING_DEFAULTS) & set(training)  # as a journal from before them
     assert set(LATER_TRAINING_DEFAULTS) <= set(plain.model_dump()["training"])
-    for key, value in {"speaker_norm": True, "dropout": 0.2, "label_smoothing": 0.1, "augment": "noise"}.items():
+    levers = {"speaker_norm": True, "dropout": 0.2, "label_smoothing": 0.1, "augment": "noise", "speaker_enrolment": True}
+    for key, value in levers.items():
         changed = parse_job({**job_dict, "training": {**job_dict["training"], key: value}})
         assert changed.fingerprint_data()["training"][key] == value
