@@ -114,7 +114,9 @@ MEASURED_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "ran
                     LOSO_CV_JOB: 70.0,
                     # 20 head-only trials on cached whisper-base features (four backbone
                     # configurations, augmented copies included): 3.9 minutes cold, 1.8-2.6 warm
-                    LEVERS_JOB: 3.9}
+                    # (2026-12-02); with speaker_enrolment searched too, two at a time on 2
+                    # CPUs, 7.2-8.8 for the first three, 2.5-5.5 for the last two (2026-12-03)
+                    LEVERS_JOB: 7.3}
 # Not measured at full size: estimates, printed as such by --plan.
 GUESSED_MINUTES = {
     "hyperopt_default_emodb_whisper": 13.8,  # every trial a random draw: as random search
@@ -951,7 +953,9 @@ def levers(report: Report) -> list[str]:
         lines += ["", f"Paired by seed with Table 5's first row ({top.engine}, the paper's space): "
                   f"{_paired_difference(row, top)} in test BCA; {verdict}."]
     return lines + ["", "A test BCA marked transductive was scored with `speaker_norm`: the test speakers' "
-                    "unlabelled audio set their own standardisation before they were predicted.", ""]
+                    "unlabelled audio set their own standardisation before they were predicted. With "
+                    "`speaker_enrolment` as well, each test speaker (every one also trains here) was "
+                    "standardised with its training utterances' statistics instead: no test audio read.", ""]
 
 
 def speaker_holdout(report: Report) -> list[str]:
