@@ -56,6 +56,8 @@ def results(tmp_path_factory, monkeypatch_module):
     jobs[-1]["search_space"] = {**jobs[-1]["search_space"], "speaker_norm": {"type": "choice", "values": [False, True]}}
     jobs.append(_job("transfer_emodb_ravdess_seed0", 0, "random",
                      transfer=[{"name": "ravdess", "root": "ravdess-mini", "adapt": ["none", "corpus"]}]))
+    jobs.append(_job("transfer_levers_emodb_ravdess_seed0", 0, "optuna",
+                     transfer=[{"name": "ravdess", "root": "ravdess-mini", "adapt": ["none", "speaker"]}]))
     for job in jobs:
         Study(parse_job(job), root / job["name"]).run()
     return root
@@ -210,6 +212,20 @@ def test_table6_counts_n_dropped_and_classes_on_one_population(results, report):
         assert row[6] == ", ".join(f"{label} {count}" for label, count in score["dropped"].items())
         assert row[7] == f"{score['bca']:.3f}"
     assert table_row(table, ["untuned (defaults, no search)"])[1] == "not run"
+
+
+def test_table6_has_the_levers_row_beside_the_others_with_its_emodb_test_score(results, report):
+    markdown, _ = report
+    table = section(markdown, "Table 6")
+    data = result(results, "transfer_levers_emodb_ravdess_seed0")
+    name = f"levers ({data['spec']['budget']['trials']}-trial optuna search, `{data['spec']['backbone']['source']}` frozen)"
+    assert set(data["transfer"]) == {"ravdess", "ravdess+adapt:speaker"}
+    for key, score in data["transfer"].items():
+        row = table_row(table, [name, key])
+        assert row[7] == f"{score['bca']:.3f}"
+        assert row[10] == f"{data['folds'][0]['test']['bca']:.3f}"
+    assert "(transductive)" in table_row(table, [name, "ravdess+adapt:speaker"])[2]
+    assert "(transductive)" not in table_row(table, [name, "ravdess"])[2]
 
 
 def test_raw_results_and_job_names_are_kept_without_machine_paths(results, report):
