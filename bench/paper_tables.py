@@ -117,7 +117,10 @@ MEASURED_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "ran
                     # configurations, augmented copies included): 3.9 minutes cold, 1.8-2.6 warm
                     # (2026-12-02); with speaker_enrolment searched too, two at a time on 2
                     # CPUs, 7.2-8.8 for the first three, 2.5-5.5 for the last two (2026-12-03)
-                    LEVERS_JOB: 7.3}
+                    LEVERS_JOB: 7.3,
+                    # the levers' search without speaker_norm, three transfer scorings: 2.8
+                    # minutes warm, alone (2026-12-03)
+                    TRANSFER_LEVERS_JOB: 2.8}
 # Not measured at full size: estimates, printed as such by --plan.
 GUESSED_MINUTES = {
     "hyperopt_default_emodb_whisper": 13.8,  # every trial a random draw: as random search
@@ -125,7 +128,6 @@ GUESSED_MINUTES = {
     SPEAKER_JOB: 16.2,  # optuna's search on fewer training clips (6 of 10 speakers): at most optuna's
     TRANSFER_JOB: 14.5,  # random search (13.8) plus three transfer scorings
     UNTUNED_JOB: 1.5,  # one trial of 3 epochs, the final model, three transfer scorings
-    TRANSFER_LEVERS_JOB: 7.5,  # the levers job's search (7.3) plus three transfer scorings
 }
 # A select_on: test trial trains on train + validation (428 clips) instead of train (342).
 OPTIMISTIC_FACTOR = 428 / 342

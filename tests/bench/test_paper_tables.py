@@ -107,7 +107,7 @@ def test_the_protocol_table_says_which_seeds_each_row_ran_and_the_memory_per_tri
     assert cells["seeds"].startswith("seeds 0, 1: `optuna_emodb_whisper`, `random_emodb_whisper`; "
                                      "seed 0: `optuna_default_emodb_whisper`, `levers_emodb_whisper`, `loso_emodb_whisper`, "
                                      "`loso_cv_emodb_whisper`, `transfer_emodb_ravdess`, "
-                                     "`random_emodb_whisper_optimistic` (")
+                                     "`transfer_levers_emodb_ravdess`, `random_emodb_whisper_optimistic` (")
     caps = {result(results, path.parent.name)["resources"]["memory_requested_gb"]
             for path in results.glob("*/result.json")}
     assert cells["hardware"].startswith(f"one CPU and {min(caps):g}")
