@@ -127,6 +127,26 @@ class AttentionPool(nn.Module):
         return torch.cat([mean, variance.clamp_min(1e-12).sqrt()], dim=1)
 
 
+ENROLMENT = "enrolment/"  # trained_state names of enrolled speakers' statistics: enrolment/<speaker>/<stat>
+
+
+def enrolment_name(speaker: str, stat: str) -> str:
+    """The :meth:`SERModel.trained_state` name of an enrolled ``speaker``'s statistic."""
+    return f"{ENROLMENT}{speaker}/{stat}"
+
+
+def split_enrolment(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """``state`` without its enrolment entries, and those as speaker -> statistics."""
+    rest, enrolment = {}, {}
+    for name, value in state.items():
+        if name.startswith(ENROLMENT):
+            speaker, stat = name[len(ENROLMENT):].rsplit("/", 1)
+            enrolment.setdefault(speaker, {})[stat] = value
+        else:
+            rest[name] = value
+    return rest, enrolment
+
+
 def set_buffers(module: nn.Module, values: dict[str, torch.Tensor]) -> None:
     """Copy ``values`` into ``module``'s buffers of the same names."""
     for name, value in values.items():
@@ -172,7 +192,7 @@ class SERModel(nn.Module):
         self.prefix_rows: int | None = None  # set by models with a cacheable frozen prefix
         self.pool: nn.Module | None = None  # a learned pooling, part of the head (see the class)
         # speaker -> its training utterances' ``norm`` statistics, as the trained model encodes
-        # them (``fit`` with ``speaker_enrolment``); not part of ``trained_state``
+        # them (``fit`` with ``speaker_enrolment``); saved in ``trained_state``
         self.enrolment: dict = {}
 
     def head_modules(self) -> list[nn.Module]:
@@ -287,7 +307,8 @@ class SERModel(nn.Module):
         """What training changed, by ``state_dict`` name: the head's parameters and
         statistics (``pool.*`` when the pooling is learned, ``norm.*``, ``head.*``) and, once the encoder has trained
         (``encoder_pristine`` False), its trainable parameters -- the unfrozen top layers,
-        or the whole encoder -- but never a frozen prefix or fixed parameters. A model
+        or the whole encoder -- but never a frozen prefix or fixed parameters; and each
+        enrolled speaker's statistics (``enrolment/<speaker>/<stat>``). A model
         built afresh by the same backbone from the same pre-trained weights equals this
         one after ``load_trained_state`` of it."""
         names = {id(param): name for name, param in self.named_parameters()}
@@ -298,10 +319,14 @@ class SERModel(nn.Module):
                 state.update({f"{part}.{k}": v for k, v in module.state_dict().items()})
         if not self.encoder_pristine:
             state.update({names[id(param)]: param for param in self.encoder_parameters()})
+        for speaker, statistics in self.enrolment.items():
+            state.update({enrolment_name(speaker, stat): value for stat, value in statistics.items()})
         return {name: tensor.detach().contiguous() for name, tensor in state.items()}
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Put back what :meth:`trained_state` returned (every name must be this model's)."""
+        """Put back what :meth:`trained_state` returned (every name must be this model's,
+        or an enrolled speaker's statistics)."""
+        state, self.enrolment = split_enrolment(state)
         own = self.state_dict()
         unknown = sorted(set(state) - set(own))
         if unknown:

@@ -41,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--window", type=_seconds, metavar="S", help="window length in seconds (default: the model's maxlen)")
     parser.add_argument("--hop", type=_seconds, metavar="S", help="seconds between window starts (default: one window, so windows do not overlap)")
     parser.add_argument("--cut", action="store_true", help="score only each file's first maxlen samples, as a study scores its clips")
+    parser.add_argument("--speaker", metavar="ID", help="the files are this enrolled speaker's (a model trained with speaker_enrolment): standardise them with its training statistics")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="torch (default) or onnx (model.onnx from serbench export)")
     parser.add_argument("--source", metavar="DIR", help="where the pre-trained backbone is here, if not where the job found it")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the CPUs this process may use)")
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict(model, files: list[Path], args: argparse.Namespace):
-    how = {"window": args.window, "hop": args.hop, "cut": args.cut}
+    how = {"window": args.window, "hop": args.hop, "cut": args.cut, "speaker": args.speaker}
     if len(files) < PROGRESS_FROM or not sys.stderr.isatty():
         return model.predict_files(files, **how)
     from rich.console import Console

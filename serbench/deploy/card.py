@@ -42,6 +42,7 @@ def model_card(info: ModelInfo) -> str:
         "mean of its windows'. Recordings shorter than 0.1 s are refused. The pre-trained encoder is loaded from "
         f"`{info.backbone.source}` and must have the recorded fingerprint `{info.backbone.fingerprint[:16]}…`.",
         "",
+        *_speaker_norm_use(t.params, t.train_speakers),
         "## Training",
         "",
         f"- corpus: `{t.dataset}`, {t.utterances} training utterances (train + validation) of "
@@ -91,6 +92,22 @@ def model_card(info: ModelInfo) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _speaker_norm_use(params: dict, speakers: list[str]) -> list[str]:
+    """How a ``speaker_norm`` model is called: with one speaker's recordings together, or
+    (``speaker_enrolment``) naming a speaker it trained on."""
+    if not params.get("speaker_norm"):
+        return []
+    lines = ["This model standardises each speaker with that speaker's own statistics (`speaker_norm`): "
+             "the recordings of one `predict` call are taken to be one speaker's (at least two) and "
+             "standardised together."]
+    if params.get("speaker_enrolment"):
+        lines[0] += (" It also keeps the training statistics of the speakers it trained on "
+                     f"({', '.join(speakers)}): `serbench predict MODEL_FOLDER --speaker ID ...` "
+                     "(`predict_files(..., speaker=ID)`) scores an enrolled speaker's recordings with those, "
+                     "as its test split was scored.")
+    return [*lines, ""]
 
 
 def _protocol(protocol: dict) -> str:

@@ -84,14 +84,19 @@ class TunedModel:
         hop: float | None = None,
         cut: bool = False,
         progress: Callable[[int], None] | None = None,
+        speaker: str | None = None,
     ) -> list[FilePrediction]:
         """One :class:`FilePrediction` per path, in order; a file that cannot be read, is
         empty or shorter than 0.1 s gets its ``error`` and the others are still
         predicted. ``progress(files_done)`` is called after each chunk of files. A model
         trained with ``speaker_norm`` reads all ``paths`` as one chunk: they are taken to be
-        one speaker's recordings and standardised together."""
+        one speaker's recordings and standardised together -- unless ``speaker`` names a
+        speaker it enrolled (``speaker_enrolment``), whose training statistics then
+        standardise every recording."""
+        self._check_speaker(speaker)
         results: list[tuple[int, FilePrediction]] = []
-        chunk = max(len(paths), 1) if getattr(self.scorer, "speaker_norm", False) else FILES_PER_CHUNK
+        together = getattr(self.scorer, "speaker_norm", False) and speaker is None
+        chunk = max(len(paths), 1) if together else FILES_PER_CHUNK
         for start in range(0, len(paths), chunk):
             waves, readable = [], []
             for index in range(start, min(start + chunk, len(paths))):
@@ -101,7 +106,7 @@ class TunedModel:
                     readable.append((index, path))
                 except DataError as exc:
                     results.append((index, FilePrediction(path, error=str(exc).removeprefix(f"{path}: "))))
-            for (index, path), prediction in zip(readable, self._predict_waves(waves, window, hop, cut)):
+            for (index, path), prediction in zip(readable, self._predict_waves(waves, window, hop, cut, speaker)):
                 prediction.path = path
                 results.append((index, prediction))
             if progress is not None:
@@ -109,6 +114,13 @@ class TunedModel:
         return [prediction for _, prediction in sorted(results, key=lambda pair: pair[0])]
 
     # -- the steps ----------------------------------------------------------------------
+
+    def _check_speaker(self, speaker: str | None) -> None:
+        if speaker is None:
+            return
+        if not hasattr(self.scorer, "check_speaker"):
+            raise UserError(f"--speaker: the {self.runtime} runtime keeps no enrolled speakers (use --runtime torch)")
+        self.scorer.check_speaker(speaker)
 
     def _prepare(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         if samples.ndim == 2:
@@ -137,10 +149,16 @@ class TunedModel:
             raise UserError(f"--hop: {hop} s is under one sample")
         return windows(samples, size, step)
 
-    def _predict_waves(self, waves: list[np.ndarray], window=None, hop=None, cut=False) -> list[FilePrediction]:
+    def _predict_waves(self, waves: list[np.ndarray], window=None, hop=None, cut=False, speaker=None) -> list[FilePrediction]:
+        self._check_speaker(speaker)
         spans = [self._spans(len(w), window, hop, cut) for w in waves]
         pieces = [w[a:b] for w, file_spans in zip(waves, spans) for a, b in file_spans]
-        probabilities = self.scorer.probabilities(pieces) if pieces else np.zeros((0, len(self.classes)))
+        if not pieces:
+            probabilities = np.zeros((0, len(self.classes)))
+        elif speaker is not None:
+            probabilities = self.scorer.probabilities(pieces, speaker)
+        else:
+            probabilities = self.scorer.probabilities(pieces)
         out, row = [], 0
         rate = self.sample_rate
         for wave, file_spans in zip(waves, spans):

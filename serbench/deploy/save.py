@@ -19,10 +19,10 @@ def weights_info(weights: bytes, encoder_tensors: int | None = None) -> WeightsI
     """What ``weights`` (a safetensors blob) holds: its hash, size, tensor and number counts."""
     from safetensors.torch import load
 
-    from serbench.backbones.model import SERModel
+    from serbench.backbones.model import ENROLMENT, SERModel
 
     tensors = load(weights)
-    head = tuple(f"{part}." for part in SERModel.HEAD_PARTS)
+    head = (*(f"{part}." for part in SERModel.HEAD_PARTS), ENROLMENT)
     encoder = sum(not name.startswith(head) for name in tensors)
     return WeightsInfo(
         file=WEIGHTS_FILE,

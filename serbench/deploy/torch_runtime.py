@@ -46,12 +46,31 @@ class TorchScorer:
             raise ModelError(f"{weights}: these weights do not fit the {info.backbone.name} model ({first})") from None
         return cls(model, info.maxlen, bool(info.training.params.get("speaker_norm")))
 
-    def probabilities(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+    @property
+    def enrolled(self) -> list[str]:
+        """The speakers whose training statistics the model keeps (``speaker_enrolment``)."""
+        return sorted(self.model.enrolment)
+
+    def check_speaker(self, speaker: str) -> None:
+        """``UserError`` (one line) unless the model enrolled ``speaker``."""
+        if speaker not in self.model.enrolment:
+            known = ", ".join(self.enrolled) or "none (trained without speaker_enrolment)"
+            raise UserError(f"--speaker {speaker}: not a speaker this model enrolled (enrolled: {known})")
+
+    def probabilities(self, waves: Sequence[np.ndarray], speaker: str | None = None) -> np.ndarray:
         """``(len(waves), classes)`` probabilities, in the order of ``waves``. A model
         trained with ``speaker_norm`` standardises ``waves`` with their own statistics:
-        they must all be one speaker's, and at least two."""
+        they must all be one speaker's, and at least two -- or, naming an enrolled
+        ``speaker``, with that speaker's training statistics (any number of waves)."""
+        if speaker is not None:
+            self.check_speaker(speaker)
         if not waves:
             return np.zeros((0, len(self.model.head.bias)))
+        if speaker is not None:
+            features = torch.stack(encode_waves(self.model, waves, self.maxlen))
+            with torch.no_grad():
+                logits = self.model.classify(features, self.model.enrolment[speaker])
+                return torch.softmax(logits, dim=1).numpy()
         if self.speaker_norm and len(waves) < 2:
             raise UserError(
                 "this model standardises each speaker with the speaker's own statistics (speaker_norm): "

@@ -71,8 +71,9 @@ class TrainParams(StrictModel):
         "with the statistics of its training utterances (its enrolment, fitted when the model "
         "trained) instead of the scored utterances' own, so no scored audio is read for it; a "
         "speaker it never trained on still reads its own. Matters only where scored speakers "
-        "also train (the holdout protocol); no effect without ``speaker_norm``. A saved model "
-        "keeps no enrolment: it standardises each call's recordings with their own statistics.",
+        "also train (the holdout protocol); no effect without ``speaker_norm``. The saved model "
+        "keeps the enrolment: ``serbench predict --speaker ID`` scores an enrolled speaker's "
+        "recordings with it.",
     )
     augment: Literal["none", "speed", "noise"] = Field(
         "none",

@@ -8,6 +8,7 @@ import copy
 
 import pytest
 
+from conftest import assert_one_line_error
 from serbench.errors import ModelError, UserError
 from serbench.spec import parse_job
 from serbench.study.study import Study
@@ -82,17 +83,49 @@ ENROLLED_JOB = {
 }
 
 
-def test_a_holdout_scored_on_enrolled_speakers_reads_no_test_audio(tmp_path):
+@pytest.fixture(scope="module")
+def holdout(tmp_path_factory):
+    """The holdout study with ``speaker_enrolment``, and its twin without."""
+    out = tmp_path_factory.mktemp("speaker-enrolment")
+    enrolled = Study(parse_job(copy.deepcopy(ENROLLED_JOB)), out / "enrolled").run()
+    own_job = copy.deepcopy(ENROLLED_JOB)
+    own_job["search_space"]["speaker_enrolment"]["values"] = [False]
+    own = Study(parse_job(own_job), out / "own").run()
+    return enrolled, own, out
+
+
+def test_a_holdout_scored_on_enrolled_speakers_reads_no_test_audio(holdout):
     """On the holdout protocol every test speaker also trains: with ``speaker_enrolment``
     each is standardised with its training utterances' statistics, so the test score is not
     transductive -- and it is another score than with the test utterances' own statistics."""
-    enrolled = Study(parse_job(copy.deepcopy(ENROLLED_JOB)), tmp_path / "enrolled").run()
-    own_job = copy.deepcopy(ENROLLED_JOB)
-    own_job["search_space"]["speaker_enrolment"]["values"] = [False]
-    own = Study(parse_job(own_job), tmp_path / "own").run()
+    enrolled, own, _ = holdout
     (fold,), (own_fold,) = enrolled.folds, own.folds
     assert fold.best.params["speaker_enrolment"] is True
     assert fold.test.transductive is False
     assert own_fold.test.transductive is True
     assert [u.id for u in fold.test.predictions] == [u.id for u in own_fold.test.predictions]  # the same split
     assert [p.probabilities for p in fold.test.predictions] != [p.probabilities for p in own_fold.test.predictions]
+
+
+def test_the_saved_model_scores_an_enrolled_speaker_as_its_test_split_was_scored(holdout, emodb_root, cli):
+    from serbench.deploy import load_model
+
+    enrolled, own, out = holdout
+    (fold,) = enrolled.folds
+    model = load_model(out / "enrolled")
+    assert model.scorer.enrolled == sorted(model.info.training.train_speakers)  # every speaker it trained on
+    speaker = fold.test.predictions[0].id.split("/")[-1][:2]
+    mine = [p for p in fold.test.predictions if p.id.split("/")[-1][:2] == speaker]
+    predicted = model.predict_files([emodb_root / p.id for p in mine], cut=True, speaker=speaker)
+    for recorded, prediction in zip(mine, predicted):
+        assert prediction.error is None
+        assert list(prediction.probabilities.values()) == pytest.approx(recorded.probabilities, abs=1e-4)
+    alone = model.predict_files([emodb_root / mine[0].id], cut=True, speaker=speaker)  # one recording is enough
+    assert list(alone[0].probabilities.values()) == pytest.approx(mine[0].probabilities, abs=1e-4)
+    with pytest.raises(UserError, match="not a speaker this model enrolled"):
+        model.predict_files([emodb_root / mine[0].id], speaker="99")
+    with pytest.raises(UserError, match=r"enrolled: none \(trained without speaker_enrolment\)"):
+        load_model(out / "own").predict_files([emodb_root / mine[0].id], speaker=speaker)
+    code, _, err = cli("predict", out / "enrolled", emodb_root / mine[0].id, "--speaker", "99")
+    assert_one_line_error(code, err, "--speaker 99", "not a speaker this model enrolled")
+    assert "--speaker ID" in (out / "enrolled" / "model" / "README.md").read_text(encoding="utf-8")
