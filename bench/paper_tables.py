@@ -120,11 +120,11 @@ MEASURED_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "ran
                     LEVERS_JOB: 7.3,
                     # the levers' search without speaker_norm, three transfer scorings: 2.8
                     # minutes warm, alone (2026-12-03)
-                    TRANSFER_LEVERS_JOB: 2.8}
+                    TRANSFER_LEVERS_JOB: 2.8,
+                    # seeds 1-4, two at a time on 2 CPUs (2026-12-03): 7.8-14.5 and 10.3-14.9
+                    "hyperopt_default_emodb_whisper": 11.6, "optuna_default_emodb_whisper": 12.8}
 # Not measured at full size: estimates, printed as such by --plan.
 GUESSED_MINUTES = {
-    "hyperopt_default_emodb_whisper": 13.8,  # every trial a random draw: as random search
-    "optuna_default_emodb_whisper": 15.0,  # 10 random trials, then 5 TPE: between random and optuna
     SPEAKER_JOB: 16.2,  # optuna's search on fewer training clips (6 of 10 speakers): at most optuna's
     TRANSFER_JOB: 14.5,  # random search (13.8) plus three transfer scorings
     UNTUNED_JOB: 1.5,  # one trial of 3 epochs, the final model, three transfer scorings
