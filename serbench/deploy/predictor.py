@@ -74,6 +74,7 @@ class TunedModel:
 
     def predict(self, samples: np.ndarray, sample_rate: int, **how) -> dict[str, float]:
         """Class probabilities of one recording (1-D mono, or ``(frames, channels)``)."""
+        self._check_speaker(how.get("speaker"))
         wave = self._prepare(np.asarray(samples, dtype=np.float32), sample_rate)
         return self._predict_waves([wave], **how)[0].probabilities
 
@@ -150,7 +151,7 @@ class TunedModel:
         return windows(samples, size, step)
 
     def _predict_waves(self, waves: list[np.ndarray], window=None, hop=None, cut=False, speaker=None) -> list[FilePrediction]:
-        self._check_speaker(speaker)
+        """``speaker``: checked by the caller (:meth:`_check_speaker`)."""
         spans = [self._spans(len(w), window, hop, cut) for w in waves]
         pieces = [w[a:b] for w, file_spans in zip(waves, spans) for a, b in file_spans]
         if not pieces:

@@ -66,17 +66,15 @@ class TorchScorer:
             self.check_speaker(speaker)
         if not waves:
             return np.zeros((0, len(self.model.head.bias)))
-        if speaker is not None:
-            features = torch.stack(encode_waves(self.model, waves, self.maxlen))
-            with torch.no_grad():
-                logits = self.model.classify(features, self.model.enrolment[speaker])
-                return torch.softmax(logits, dim=1).numpy()
-        if self.speaker_norm and len(waves) < 2:
+        if self.speaker_norm and speaker is None and len(waves) < 2:
             raise UserError(
                 "this model standardises each speaker with the speaker's own statistics (speaker_norm): "
                 "give it at least two recordings (or windows) of one speaker"
             )
         features = torch.stack(encode_waves(self.model, waves, self.maxlen))
         with torch.no_grad():
-            statistics = self.model.norm.statistics(features) if self.speaker_norm else None
+            if speaker is not None:
+                statistics = self.model.enrolment[speaker]
+            else:
+                statistics = self.model.norm.statistics(features) if self.speaker_norm else None
             return torch.softmax(self.model.classify(features, statistics), dim=1).numpy()

@@ -98,16 +98,11 @@ def speaker_grouping(train_params: TrainParams, speakers: list[str]) -> list[str
     return speakers if train_params.speaker_norm else None
 
 
-def enrolled_statistics(train_params: TrainParams, model) -> dict | None:
-    """The statistics a ``speaker_enrolment`` model scores its training speakers with
-    (``model.enrolment``), else ``None``."""
-    return model.enrolment if train_params.speaker_norm and train_params.speaker_enrolment else None
-
-
-def reads_scored_audio(train_params: TrainParams, enrolled: dict | None, speakers: list[str]) -> bool:
+def reads_scored_audio(train_params: TrainParams, enrolled: dict, speakers: list[str]) -> bool:
     """Whether scoring ``speakers`` reads their own unlabelled audio (transductive): a
-    ``speaker_norm`` model's does, unless every one of them is enrolled."""
-    return train_params.speaker_norm and not set(speakers) <= set(enrolled or {})
+    ``speaker_norm`` model's does, unless every one of them is ``enrolled``
+    (``SERModel.enrolment``, which ``fit`` fills only with ``speaker_enrolment``)."""
+    return train_params.speaker_norm and not set(speakers) <= set(enrolled)
 
 
 def speakers_of(utterances: list[Utterance]) -> list[str]:
@@ -297,7 +292,7 @@ class Training:
         from serbench.training.fit import predict
 
         grouping = speaker_grouping(config.train, speakers)
-        return predict(model, clips, config.train.maxlen, config.cache, grouping, enrolled_statistics(config.train, model))
+        return predict(model, clips, config.train.maxlen, config.cache, grouping, model.enrolment)
 
     def _clips(self, utterances: list[Utterance]) -> list:
         return [self.inputs.data.clips[u.id] for u in utterances]
@@ -312,13 +307,12 @@ class Training:
         clips = self._clips(utterances)
         truth = np.array([c.label for c in clips])
         speakers = speakers_of(utterances)
-        enrolled = enrolled_statistics(config.train, model)
         grouping = speaker_grouping(config.train, speakers)
-        probabilities = predict_proba(model, clips, config.train.maxlen, config.cache, grouping, enrolled)
+        probabilities = predict_proba(model, clips, config.train.maxlen, config.cache, grouping, model.enrolment)
         predicted = probabilities.argmax(axis=1)
         ids = [c.id for c in clips]
         evaluation = evaluate(truth, predicted, self.inputs.data.classes, "test", ids, probabilities)
-        return evaluation.model_copy(update={"transductive": reads_scored_audio(config.train, enrolled, speakers)})
+        return evaluation.model_copy(update={"transductive": reads_scored_audio(config.train, model.enrolment, speakers)})
 
     def _score_targets(self, model, train_params: TrainParams) -> list[TransferScore]:
         """One score per transfer result (:func:`~serbench.study.inputs.transfer_runs`):
