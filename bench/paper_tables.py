@@ -992,6 +992,7 @@ def loso(report: Report, group: str = LOSO_JOB) -> list[str]:
     how it scored, and for the twin its test BCA paired fold by fold with the LOSO job's."""
     from serbench.cli.console import fold_score
     from serbench.leaderboard.board import fmt_ci, fmt_stat
+    from serbench.leaderboard.stats import bootstrap_ci
 
     row = report.row(group)
     folds = row.runs[0].result.spec["dataset"]["protocol"].get("val_folds", 1) if row else 1
@@ -1005,18 +1006,21 @@ def loso(report: Report, group: str = LOSO_JOB) -> list[str]:
               f"(`{first.spec['backbone']['source']}`, {json.dumps(first.spec['dataset']['protocol'])}); each fold "
               "selects on validation speakers drawn from its training speakers and scores its held-out speaker "
               "once.", "",
-              "| seed | folds | test BCA (mean ± sd over folds) | study search minutes | study minutes to best "
-              "| study 𝓔 |", "| --- | --- | --- | --- | --- | --- |"]
+              "| seed | folds | test BCA (mean ± sd over folds) | 95% CI over folds | study search minutes "
+              "| study minutes to best | study 𝓔 |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for run in row.runs:
         result, summary = run.result, run.result.test_summary
         search = math.fsum(fold.search_seconds for fold in result.folds) / 60
         to_best, efficiency = _study_to_best(run)
         lines.append(f"| {result.spec['seed']} | {len(result.folds)} | "
-                     f"{_num(summary and summary.bca_mean)} ± {_num(summary and summary.bca_sd)} | {search:.2f} | "
+                     f"{_num(summary and summary.bca_mean)} ± {_num(summary and summary.bca_sd)} | "
+                     f"{fmt_ci(bootstrap_ci([fold.test.bca for fold in result.folds if fold.test]))} | {search:.2f} | "
                      f"{_num(to_best, 2)} | {_num(efficiency)} |")
     lines += ["", f"Over seeds {seeds_text(row)}: test BCA {fmt_stat(row.test)} (95% CI {fmt_ci(row.test_ci)}), "
               f"study minutes to best {fmt_stat(row.minutes_to_best, 2)}, study 𝓔 {fmt_stat(row.efficiency)}.", "",
-              "Study minutes are summed over the folds (each fold's own search clock); study 𝓔 = the mean "
+              "The interval over folds is the percentile bootstrap of the mean over that seed's test "
+              "speakers (it treats the speakers as a sample of speakers, the seeds' interval a sample of "
+              "seeds). Study minutes are summed over the folds (each fold's own search clock); study 𝓔 = the mean "
               "best validation BCA over the folds / the study minutes to best. A fold's BCA is over the "
               "classes its speaker has (a fold whose speaker lacks some says which), so chance differs "
               "between folds.", "",

@@ -209,9 +209,7 @@ def logits_of(
     with torch.no_grad():
         if speakers is None:
             return model.classify(features).numpy()
-        statistics = group_statistics(model, features, speakers)
-        statistics.update({speaker: enrolled[speaker] for speaker in statistics if speaker in (enrolled or {})})
-        return classify_grouped(model, features, speakers, statistics).numpy()
+        return classify_grouped(model, features, speakers, group_statistics(model, features, speakers, enrolled)).numpy()
 
 
 def _features(model: SERModel, batch: Sequence[Clip], maxlen: int, cache: FeatureCache | None) -> torch.Tensor:

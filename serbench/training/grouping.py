@@ -24,14 +24,19 @@ from serbench.backbones.model import SERModel
 Statistics = dict[str, torch.Tensor]
 
 
-def group_statistics(model: SERModel, features: torch.Tensor, groups: Sequence[Hashable]) -> dict[Hashable, Statistics]:
+def group_statistics(
+    model: SERModel, features: torch.Tensor, groups: Sequence[Hashable], known: dict[Hashable, Statistics] | None = None
+) -> dict[Hashable, Statistics]:
     """Per group, in order of first appearance, the ``norm`` statistics of its rows of
-    ``features`` (``(N, D)`` or ``(N, L, D)``; ``groups[i]`` names row ``i``'s group).
-    A group of one row standardises it to zero (its spread is zero)."""
+    ``features`` (``(N, D)`` or ``(N, L, D)``; ``groups[i]`` names row ``i``'s group), or,
+    for a group in ``known``, those statistics (its rows are not read). A group of one
+    row standardises it to zero (its spread is zero)."""
     if len(groups) != len(features):
         raise ValueError(f"{len(groups)} group names for {len(features)} feature rows")
+    known = known or {}
     with torch.no_grad():
-        return {group: model.norm.statistics(features[rows_of(groups, group)]) for group in dict.fromkeys(groups)}
+        return {group: known[group] if group in known else model.norm.statistics(features[rows_of(groups, group)])
+                for group in dict.fromkeys(groups)}
 
 
 def classify_grouped(

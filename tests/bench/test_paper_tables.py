@@ -199,6 +199,17 @@ def test_the_validation_folds_twin_of_loso_is_paired_by_test_speaker(results, re
     assert (f"p = {expected.p_value:.4g}" if expected.p_value is not None else expected.note) in line
 
 
+def test_a_loso_seed_shows_the_bootstrap_interval_over_its_test_speakers(results, report):
+    from serbench.leaderboard.board import fmt_ci
+
+    markdown, _ = report
+    table = section(markdown, "Speaker-independent: nested leave one speaker out\n")
+    data = result(results, "loso_emodb_whisper_seed0")
+    row = table_row(table, ["0", str(len(data["folds"]))])
+    expected = bootstrap_ci([fold["test"]["bca"] for fold in data["folds"]])
+    assert expected is not None and row[3] == fmt_ci(expected)
+
+
 def test_table6_counts_n_dropped_and_classes_on_one_population(results, report):
     markdown, _ = report
     table = section(markdown, "Table 6")

@@ -154,6 +154,17 @@ def test_speaker_enrolment_scores_a_trained_speaker_with_its_training_statistics
     assert not np.allclose(logits_of(model, scored, MAXLEN, speakers=names)[:3], logits[:3], atol=1e-3)
 
 
+def test_known_statistics_are_kept_and_their_rows_never_read():
+    model = build()
+    features = torch.randn(5, model.head.in_features)
+    features[:3] = float("nan")  # "a"'s rows: reading them would spread NaN into its statistics
+    known = {"a": {"mean": torch.zeros(model.head.in_features), "std": torch.ones(model.head.in_features)}}
+    statistics = group_statistics(model, features, ["a", "a", "a", "b", "b"], known)
+    assert list(statistics) == ["a", "b"] and statistics["a"] is known["a"]
+    assert all(torch.isfinite(value).all() for value in statistics["b"].values())
+    assert torch.allclose(statistics["b"]["mean"], features[3:].mean(dim=0))
+
+
 def test_speaker_enrolment_is_refitted_to_an_encoder_that_trained(clips, speakers):
     options = WhisperBackbone.Options(train_layers=1)
     params = TrainParams(
