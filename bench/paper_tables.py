@@ -119,16 +119,15 @@ MEASURED_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "ran
                     # CPUs, 7.2-8.8 for the first three, 2.5-5.5 for the last two (2026-12-03)
                     LEVERS_JOB: 7.3,
                     # the levers' search without speaker_norm, three transfer scorings: 2.8
-                    # minutes warm, alone (2026-12-03)
-                    TRANSFER_LEVERS_JOB: 2.8,
+                    # minutes warm, alone; seeds 1-4 two at a time on 2 CPUs 1.7-7.7 (2026-12-03)
+                    TRANSFER_LEVERS_JOB: 4.6,
                     # seeds 1-4, two at a time on 2 CPUs (2026-12-03): 7.8-14.5 and 10.3-14.9
-                    "hyperopt_default_emodb_whisper": 11.6, "optuna_default_emodb_whisper": 12.8}
-# Not measured at full size: estimates, printed as such by --plan.
-GUESSED_MINUTES = {
-    SPEAKER_JOB: 16.2,  # optuna's search on fewer training clips (6 of 10 speakers): at most optuna's
-    TRANSFER_JOB: 14.5,  # random search (13.8) plus three transfer scorings
-    UNTUNED_JOB: 1.5,  # one trial of 3 epochs, the final model, three transfer scorings
-}
+                    "hyperopt_default_emodb_whisper": 11.6, "optuna_default_emodb_whisper": 12.8,
+                    # seeds 1-4, two at a time on 2 CPUs (2026-12-03): 10.6-12.4, 8.5-16.3, 1.1-1.4
+                    SPEAKER_JOB: 11.5, TRANSFER_JOB: 11.4, UNTUNED_JOB: 1.3}
+# Not measured at full size: estimates, printed as such by --plan (a new job's row goes
+# here until it has run).
+GUESSED_MINUTES: dict[str, float] = {}
 # A select_on: test trial trains on train + validation (428 clips) instead of train (342).
 OPTIMISTIC_FACTOR = 428 / 342
 # One-core minutes a job saves when another job with its backbone already filled the shared
