@@ -13,6 +13,7 @@ import torch
 from serbench.deploy.format import ModelInfo
 from serbench.errors import ModelError, UserError
 from serbench.training.features import encode_waves
+from serbench.training.grouping import group_statistics
 
 if TYPE_CHECKING:
     from serbench.backbones.base import Backbone
@@ -72,9 +73,9 @@ class TorchScorer:
                 "give it at least two recordings (or windows) of one speaker"
             )
         features = torch.stack(encode_waves(self.model, waves, self.maxlen))
+        # one group: the named (enrolled, so speaker_norm) speaker's training statistics, or
+        # the waves' own
+        statistics = group_statistics(self.model, features, [speaker] * len(waves), self.model.enrolment)[speaker] \
+            if self.speaker_norm else None
         with torch.no_grad():
-            if speaker is not None:
-                statistics = self.model.enrolment[speaker]
-            else:
-                statistics = self.model.norm.statistics(features) if self.speaker_norm else None
             return torch.softmax(self.model.classify(features, statistics), dim=1).numpy()
