@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,13 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in line, f"{needle!r} not in {line!r}"
     return line
+
+
+def sigint_as_at_a_terminal() -> None:
+    """``preexec_fn`` for a child a test interrupts with SIGINT as Ctrl-C would: SIGINT at
+    its default in the child, whatever this process inherited. A shell that starts pytest
+    with ``&`` (as CI may be started) leaves SIGINT ignored, and exec keeps it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_serbench(*args: object, site: Path | None = None, cwd: Path = REPO, **env: str) -> "subprocess.CompletedProcess[str]":

@@ -15,6 +15,10 @@ of the same job are refused unless ``--force`` (replace) or ``--resume`` (contin
 (:mod:`serbench.results.lock`). Exits 0 when the study completed, 1 when some fold had no finished
 trial (one line on stderr), 2 on bad input before any output, 130 on Ctrl-C or SIGTERM
 (SIGTERM stops a run like Ctrl-C; finished trials stay in ``trials.jsonl``).
+
+A run started with SIGINT ignored (under ``nohup``, or by ``&`` in a non-interactive
+shell, which is how such a shell keeps Ctrl-C at the terminal away from its background
+jobs) keeps ignoring SIGINT, as Python and every Unix program do; SIGTERM stops it.
 """
 
 from __future__ import annotations

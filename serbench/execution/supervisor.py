@@ -19,7 +19,9 @@ supervisor imports no torch and holds no data; it:
    finished trials are replayed (the failed one told to the engine as a failure) and the
    study goes on with the next trial;
 4. returns the worker's exit code: 0, 1, 2 or 130. SIGINT and SIGTERM are forwarded to
-   the worker, which stops like an interrupted run (130). A worker killed for memory
+   the worker, which stops like an interrupted run (130); a signal the supervisor was
+   started ignoring (SIGINT under ``nohup`` or ``&`` in a script) stays ignored, by it and
+   by the worker, as in a plain run. A worker killed for memory
    outside a trial, or killed or crashed for any other reason, ends the run with one line
    on stderr and exit code 1; what was journalled stays in ``trials.jsonl``.
 """
@@ -77,7 +79,9 @@ class Supervisor:
         self.interrupted: int | None = None
 
     def run(self) -> int:
-        previous = {sig: signal.signal(sig, self._forward) for sig in FORWARDED}
+        # An ignored signal is left ignored: the worker inherits that through exec.
+        handled = [sig for sig in FORWARDED if signal.getsignal(sig) != signal.SIG_IGN]
+        previous = {sig: signal.signal(sig, self._forward) for sig in handled}
         try:
             self.lock.acquire()  # FolderInUse: exit 2, before any worker starts
             again = self.again

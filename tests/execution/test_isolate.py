@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import sigint_as_at_a_terminal
 
 from serbench.execution.isolate import process_tree
 
@@ -25,7 +26,8 @@ def serbench(*args, log: Path) -> subprocess.Popen:
     """``serbench`` in a child process, its output in a file (a pipe could fill up)."""
     handle = open(log, "w")
     return subprocess.Popen(
-        [sys.executable, "-m", "serbench.cli", *map(str, args)], stdout=handle, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "serbench.cli", *map(str, args)], stdout=handle, stderr=subprocess.STDOUT,
+        preexec_fn=sigint_as_at_a_terminal,  # the test interrupts it like Ctrl-C
     )
 
 

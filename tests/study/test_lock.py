@@ -15,7 +15,7 @@ import time
 
 import pytest
 import yaml
-from conftest import SMOKE_JOB, assert_one_line_error, run_serbench
+from conftest import SMOKE_JOB, assert_one_line_error, run_serbench, sigint_as_at_a_terminal
 
 from serbench.errors import FolderInUse
 from serbench.execution.isolate import process_tree
@@ -35,11 +35,13 @@ def write(tmp_path, trials, slow=False, name="job.yaml"):
     return path
 
 
-def start(job, out, *args, log):
-    """``serbench run`` in a child process, stdout and stderr in files (a pipe could fill up)."""
+def start(job, out, *args, log, sigint=sigint_as_at_a_terminal):
+    """``serbench run`` in a child process, stdout and stderr in files (a pipe could fill up);
+    ``sigint`` sets the child's SIGINT disposition (default: as at a terminal)."""
     return subprocess.Popen(
         [sys.executable, "-m", "serbench.cli", "run", str(job), "--out", str(out), *args],
         stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"), env=dict(os.environ),
+        preexec_fn=sigint,
     )
 
 
@@ -108,6 +110,34 @@ def test_a_second_driver_of_any_kind_is_refused_while_a_run_holds_the_folder(tmp
     assert "in use" not in open(tmp_path / "holder.err").read()
     kept = numbers(folder)
     assert kept == list(range(len(kept))) and kept  # each trial once, none lost
+    assert not (folder / LOCK_FILE).exists()
+
+
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("mode", [[], ["--isolate"]], ids=["plain", "isolate"])
+def test_a_run_started_with_sigint_ignored_ignores_it_and_stops_on_sigterm(tmp_path, mode):
+    """As under ``nohup`` or ``&`` in a script: SIGINT does not stop the run (nor, under
+    ``--isolate``, its worker), which goes on journalling trials; SIGTERM stops it (130),
+    each finished trial kept once and the folder unlocked."""
+    job = write(tmp_path, 50, slow=True)
+    folder = tmp_path / "test_job"
+    log = tmp_path / "holder"
+    holder = start(job, tmp_path, *mode, log=log, sigint=ignore_sigint)
+    wait_for_trials(holder, folder, 1, log)
+    holder.send_signal(signal.SIGINT)
+    if mode:
+        for worker in (pid for pid in process_tree(holder.pid) if pid != holder.pid):
+            os.kill(worker, signal.SIGINT)
+    seen = len(numbers(folder))
+    wait_for_trials(holder, folder, seen + 2, log)  # trials go on after the SIGINT
+    holder.send_signal(signal.SIGTERM)
+    assert holder.wait(timeout=120) == 130, open(f"{log}.err").read()
+    assert "interrupted" in open(f"{log}.err").read()
+    kept = numbers(folder)
+    assert kept == list(range(len(kept))) and len(kept) < 50
     assert not (folder / LOCK_FILE).exists()
 
 
