@@ -146,6 +146,24 @@ class OnnxParity(Section):
     probes: list[int] = Field(description="Samples of each probe signal scored by both runtimes.")
 
 
+class OnnxGraph(Section):
+    """One more graph of an export: its file (beside the main graph), its sha256 and names."""
+
+    file: str = Field(description="Relative to the model folder, or absolute when written outside it.")
+    sha256: str
+    bytes: int
+    inputs: list[str]
+    outputs: list[str]
+
+
+class OnnxSpeakerNorm(Section):
+    """The graphs of a model trained with ``speaker_norm``: the main graph gives pooled
+    features, and a speaker's standardisation and the head run on a group of them."""
+
+    statistics: OnnxGraph = Field(description="features (N, ...) -> the norm statistics of those N rows.")
+    head: OnnxGraph = Field(description="features (N, ...) and statistics -> probabilities (N, classes).")
+
+
 class OnnxInfo(Section):
     """``onnx.json``: which graph was exported, from what, with what; a runtime checks it."""
 
@@ -154,7 +172,10 @@ class OnnxInfo(Section):
     bytes: int
     opset: int
     inputs: list[str] = Field(description="The graph's inputs, in order (SERModel.onnx_inputs' names).")
-    output: str
+    output: str = Field(description="probabilities, or features for a model trained with speaker_norm.")
+    speaker_norm: OnnxSpeakerNorm | None = Field(
+        None, description="The statistics and head graphs of a model trained with speaker_norm (else none)."
+    )
     weights_sha256: str = Field(description="sha256 of the weight file it was exported from (model.json's weights.sha256).")
     pretrained_fingerprint: str = Field(description="The pre-trained files' fingerprint it was exported from.")
     exporter: str

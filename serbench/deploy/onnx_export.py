@@ -1,4 +1,4 @@
-"""``export_onnx(folder)``: a saved model as one ONNX graph, ``model.onnx`` in its folder.
+"""``export_onnx(folder)``: a saved model as an ONNX graph, ``model.onnx`` in its folder.
 
 The graph holds what runs at inference: the encoder as far as the pooled features need
 it (``SERModel.onnx_module``: with an integer ``layers`` only the layers up to it), the
@@ -18,6 +18,16 @@ weights and pre-trained files it was exported from, which
 :class:`~serbench.deploy.onnx_runtime.OnnxScorer` checks before running it;
 ``model.json`` is left untouched. ``output`` writes the graph elsewhere; the record,
 naming it, stays in the model folder.
+
+A model trained with ``speaker_norm`` standardises each speaker with statistics known
+only at prediction time, so it is exported as three graphs (opset, checks and record as
+above, ``onnx.json``'s ``speaker_norm`` naming the other two): the main graph gives the
+pooled ``features`` ``(1, ...)`` of one clip; ``<stem>.statistics.onnx`` maps a group's
+features ``(N, ...)`` to ``norm.statistics`` (a mean and spread, or a layer mix's
+per-layer means and covariances); ``<stem>.head.onnx`` maps features and statistics to
+``probabilities`` ``(N, classes)``. The parity check scores the probes as one speaker's
+(their own statistics) and, if the model enrolled speakers, as the first one's (its
+training statistics).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,10 +46,11 @@ import torch
 
 from serbench import atomic
 from serbench.data.manifest import sha256_file
-from serbench.deploy.format import ONNX_FILE, ONNX_INFO_FILE, OnnxInfo, OnnxParity
+from serbench.deploy.format import ONNX_FILE, ONNX_INFO_FILE, OnnxGraph, OnnxInfo, OnnxParity, OnnxSpeakerNorm
 from serbench.deploy.load import load_model, locate
-from serbench.deploy.onnx_runtime import OnnxScorer, session
+from serbench.deploy.onnx_runtime import FEATURES, OnnxScorer, SpeakerGraphs, session
 from serbench.errors import ModelError
+from serbench.training.features import encode_waves
 
 OPSET = 18
 OUTPUT = "probabilities"
@@ -59,38 +71,38 @@ def export_onnx(model_folder: Path | str, output: Path | str | None = None) -> P
         raise ModelError(f"{target}: is a folder; name the ONNX file to write")
     tuned = load_model(folder)  # every check load_model makes: weights, fingerprints
     model, info = tuned.scorer.model, tuned.info
-    if tuned.scorer.speaker_norm:
-        raise ModelError(
-            f"{folder}: trained with speaker_norm (each speaker standardised with its own statistics, "
-            "computed from that speaker's recordings at prediction time); an ONNX graph holds fixed statistics"
-        )
     probes = _probes(info.maxlen, info.sample_rate)
     example = model.onnx_inputs(probes[-1], info.maxlen)  # ModelError when the backbone has no export
+    parts = _parts(model, example, probes, info.maxlen, target, tuned.scorer.speaker_norm)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.exporting")
     try:
-        _export(_Graph(model).eval(), example, staging, target)
-        try:
-            onnx.checker.check_model(str(staging), full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ModelError(f"{target}: the exported graph does not pass onnx.checker ({_first(exc)})") from None
-        difference = _parity(tuned, staging, probes)
+        for part in parts:
+            _export(part)
+            try:
+                onnx.checker.check_model(str(part.staging), full_check=True)
+            except onnx.checker.ValidationError as exc:
+                raise ModelError(f"{part.target}: the exported graph does not pass onnx.checker ({_first(exc)})") from None
+        difference = _parity(tuned, parts, probes)
         if not difference <= PARITY_TOLERANCE:
             raise ModelError(
                 f"{folder}: the ONNX graph's probabilities differ from PyTorch's by {difference:.2e} "
                 f"(more than {PARITY_TOLERANCE:g}); nothing was written"
             )
         (folder / ONNX_INFO_FILE).unlink(missing_ok=True)  # never a record of another graph
-        os.replace(staging, target)
+        for part in parts:
+            os.replace(part.staging, part.target)
     finally:
-        staging.unlink(missing_ok=True)
+        for part in parts:
+            part.staging.unlink(missing_ok=True)
+    main, *rest = parts
     record = OnnxInfo(
         file=_relative(target, folder),
         sha256=sha256_file(target),
         bytes=target.stat().st_size,
         opset=OPSET,
         inputs=list(example),
-        output=OUTPUT,
+        output=main.outputs[0],
+        speaker_norm=OnnxSpeakerNorm(**{part.name: _graph_record(part, folder) for part in rest}) if rest else None,
         weights_sha256=info.weights.sha256,
         pretrained_fingerprint=info.backbone.fingerprint,
         exporter=EXPORTER,
@@ -105,11 +117,64 @@ def export_onnx(model_folder: Path | str, output: Path | str | None = None) -> P
     return target
 
 
-def _parity(tuned, graph: Path, probes: list[np.ndarray]) -> float:
-    """Largest |onnxruntime - PyTorch| over the probes' class probabilities."""
-    model, info = tuned.scorer.model, tuned.info
-    onnx_scorer = OnnxScorer(session(graph), model.onnx_inputs, info.maxlen, len(info.classes))
-    return float(np.abs(onnx_scorer.probabilities(probes) - tuned.scorer.probabilities(probes)).max())
+@dataclass
+class _Part:
+    """One graph to export: what computes it, example inputs by name, the axis of each
+    input that is dynamic (or ``None``), its output names, where it goes."""
+
+    name: str
+    module: torch.nn.Module
+    example: dict[str, np.ndarray]
+    dynamic: tuple[int | None, ...]
+    outputs: list[str]
+    target: Path
+
+    @property
+    def staging(self) -> Path:
+        return self.target.with_name(f".{self.target.name}.exporting")
+
+
+def _parts(model, example: dict[str, np.ndarray], probes: list[np.ndarray], maxlen: int, target: Path, speaker_norm: bool) -> list[_Part]:
+    """The graphs of an export: one (inputs to probabilities), or, for a model trained
+    with ``speaker_norm``, the features graph, the statistics graph and the head graph
+    (``<stem>.statistics.onnx`` and ``<stem>.head.onnx`` beside ``target``)."""
+    time_axes = tuple(value.ndim - 1 if value.ndim > 1 else None for value in example.values())
+    if not speaker_norm:
+        return [_Part("main", _Graph(model).eval(), example, time_axes, [OUTPUT], target)]
+    features = torch.stack(encode_waves(model, probes, maxlen))
+    statistics = {name: value.numpy() for name, value in model.norm.statistics(features).items()}
+    rows = {FEATURES: features.numpy()}
+    sibling = lambda part: target.with_name(f"{target.stem}.{part}{target.suffix}")  # noqa: E731
+    return [
+        _Part("main", _Features(model).eval(), example, time_axes, [FEATURES], target),
+        _Part("statistics", _Statistics(model).eval(), rows, (0,), list(statistics), sibling("statistics")),
+        _Part("head", _Head(model, list(statistics)).eval(), {**rows, **statistics},
+              (0, *[None] * len(statistics)), [OUTPUT], sibling("head")),
+    ]
+
+
+def _graph_record(part: _Part, folder: Path) -> OnnxGraph:
+    return OnnxGraph(
+        file=_relative(part.target, folder), sha256=sha256_file(part.target), bytes=part.target.stat().st_size,
+        inputs=list(part.example), outputs=part.outputs,
+    )
+
+
+def _parity(tuned, parts: list[_Part], probes: list[np.ndarray]) -> float:
+    """Largest |onnxruntime - PyTorch| over the probes' class probabilities (for a
+    ``speaker_norm`` model: the probes as one speaker's, and as an enrolled speaker's)."""
+    torch_scorer, info = tuned.scorer, tuned.info
+    main, *rest = [session(part.staging) for part in parts]
+    graphs = None
+    if rest:
+        enrolment = {s: {k: v.numpy() for k, v in stats.items()} for s, stats in torch_scorer.enrolment.items()}
+        graphs = SpeakerGraphs(*rest, parts[1].outputs, enrolment)
+    onnx_scorer = OnnxScorer(main, torch_scorer.model.onnx_inputs, info.maxlen, len(info.classes), graphs)
+    speakers = [None, *torch_scorer.enrolled[:1]] if graphs is not None else [None]  # one: the same graph for each
+    return max(
+        float(np.abs(onnx_scorer.probabilities(probes, speaker) - torch_scorer.probabilities(probes, speaker)).max())
+        for speaker in speakers
+    )
 
 
 def _onnx():
@@ -122,7 +187,9 @@ def _onnx():
 
 
 class _Graph(torch.nn.Module):
-    """What the graph computes: ``model.onnx_module()``, ``model.classify``, a softmax."""
+    """What the graph of a model without ``speaker_norm`` computes: ``model.onnx_module()``,
+    ``model.classify``, a softmax. Each graph module takes its inputs as ``*inputs``,
+    in the order of its example's names (one dynamic-shapes entry for all)."""
 
     def __init__(self, model):
         super().__init__()
@@ -133,27 +200,61 @@ class _Graph(torch.nn.Module):
         return torch.softmax(self.model.classify(self.encoder(*inputs)), dim=1)
 
 
-def _export(graph: torch.nn.Module, example: dict[str, np.ndarray], path: Path, target: Path) -> None:
-    """``graph`` traced on ``example``'s inputs, as ONNX at ``path``, time axes dynamic."""
-    args = tuple(torch.from_numpy(value) for value in example.values())
-    dynamic = tuple({value.ndim - 1: torch.export.Dim.DYNAMIC} if value.ndim > 1 else None for value in example.values())
+class _Features(_Graph):
+    """The features graph of a ``speaker_norm`` model: ``model.onnx_module()`` alone."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(*inputs)
+
+
+class _Statistics(torch.nn.Module):
+    """``model.norm.statistics`` of a group of pooled features, in its key order."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        (features,) = inputs
+        return tuple(self.model.norm.statistics(features).values())
+
+
+class _Head(torch.nn.Module):
+    """``model.classify`` of a group of pooled features standardised with the statistics
+    that follow them (in ``names``' order), a softmax."""
+
+    def __init__(self, model, names: list[str]):
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        features, *statistics = inputs
+        return torch.softmax(self.model.classify(features, dict(zip(self.names, statistics))), dim=1)
+
+
+def _export(part: _Part) -> None:
+    """``part.module`` traced on its example inputs, as ONNX at ``part.staging``, its
+    dynamic axes dynamic."""
+    args = tuple(torch.from_numpy(np.asarray(value)) for value in part.example.values())
+    dynamic = tuple({axis: torch.export.Dim.DYNAMIC} if axis is not None else None for axis in part.dynamic)
     with _quiet(), torch.no_grad():
         try:
             torch.onnx.export(
-                graph,
+                part.module,
                 args,
-                str(path),
-                input_names=list(example),
-                output_names=[OUTPUT],
+                str(part.staging),
+                input_names=list(part.example),
+                output_names=part.outputs,
                 opset_version=OPSET,
-                dynamic_shapes=(dynamic,),
+                dynamic_shapes=(dynamic,),  # one entry: every graph module takes *inputs
                 dynamo=True,
                 external_data=False,
                 optimize=True,
                 verbose=False,
             )
         except Exception as exc:  # torch.export / onnxscript errors: many types, many lines
-            raise ModelError(f"{target}: torch.onnx.export failed ({exc.__class__.__name__}: {_first(exc)})") from None
+            raise ModelError(f"{part.target}: torch.onnx.export failed ({exc.__class__.__name__}: {_first(exc)})") from None
 
 
 @contextlib.contextmanager

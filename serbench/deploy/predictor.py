@@ -25,11 +25,15 @@ FILES_PER_CHUNK = 64  # files read, cut and scored together (bounds the audio he
 
 
 class Scorer(Protocol):
-    """A runtime: class probabilities of 16 kHz mono inputs of at most ``maxlen`` samples."""
+    """A runtime: class probabilities of 16 kHz mono inputs of at most ``maxlen`` samples,
+    with the speaker rule of :class:`~serbench.deploy.speakers.SpeakerRule`."""
 
     name: str
+    speaker_norm: bool
 
-    def probabilities(self, waves: Sequence[np.ndarray]) -> np.ndarray: ...
+    def probabilities(self, waves: Sequence[np.ndarray], speaker: str | None = None) -> np.ndarray: ...
+
+    def check_speaker(self, speaker: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class TunedModel:
         standardise every recording."""
         self._check_speaker(speaker)
         results: list[tuple[int, FilePrediction]] = []
-        together = getattr(self.scorer, "speaker_norm", False) and speaker is None
+        together = self.scorer.speaker_norm and speaker is None
         chunk = max(len(paths), 1) if together else FILES_PER_CHUNK
         for start in range(0, len(paths), chunk):
             waves, readable = [], []
@@ -117,11 +121,8 @@ class TunedModel:
     # -- the steps ----------------------------------------------------------------------
 
     def _check_speaker(self, speaker: str | None) -> None:
-        if speaker is None:
-            return
-        if not hasattr(self.scorer, "check_speaker"):
-            raise UserError(f"--speaker: the {self.runtime} runtime keeps no enrolled speakers (use --runtime torch)")
-        self.scorer.check_speaker(speaker)
+        if speaker is not None:
+            self.scorer.check_speaker(speaker)
 
     def _prepare(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         if samples.ndim == 2:
@@ -156,10 +157,8 @@ class TunedModel:
         pieces = [w[a:b] for w, file_spans in zip(waves, spans) for a, b in file_spans]
         if not pieces:
             probabilities = np.zeros((0, len(self.classes)))
-        elif speaker is not None:
-            probabilities = self.scorer.probabilities(pieces, speaker)
         else:
-            probabilities = self.scorer.probabilities(pieces)
+            probabilities = self.scorer.probabilities(pieces, speaker)
         out, row = [], 0
         rate = self.sample_rate
         for wave, file_spans in zip(waves, spans):

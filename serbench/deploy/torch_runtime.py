@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from serbench.deploy.format import ModelInfo
-from serbench.errors import ModelError, UserError
+from serbench.deploy.speakers import SpeakerRule
+from serbench.errors import ModelError
 from serbench.training.features import encode_waves
 from serbench.training.grouping import group_statistics
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from serbench.backbones.model import SERModel
 
 
-class TorchScorer:
+class TorchScorer(SpeakerRule):
     """Class probabilities of 16 kHz mono inputs (each at most ``maxlen`` samples)."""
 
     name = "torch"
@@ -48,30 +49,17 @@ class TorchScorer:
         return cls(model, info.maxlen, bool(info.training.params.get("speaker_norm")))
 
     @property
-    def enrolled(self) -> list[str]:
-        """The speakers whose training statistics the model keeps (``speaker_enrolment``)."""
-        return sorted(self.model.enrolment)
-
-    def check_speaker(self, speaker: str) -> None:
-        """``UserError`` (one line) unless the model enrolled ``speaker``."""
-        if speaker not in self.model.enrolment:
-            known = ", ".join(self.enrolled) or "none (trained without speaker_enrolment)"
-            raise UserError(f"--speaker {speaker}: not a speaker this model enrolled (enrolled: {known})")
+    def enrolment(self) -> dict:
+        return self.model.enrolment
 
     def probabilities(self, waves: Sequence[np.ndarray], speaker: str | None = None) -> np.ndarray:
         """``(len(waves), classes)`` probabilities, in the order of ``waves``. A model
         trained with ``speaker_norm`` standardises ``waves`` with their own statistics:
         they must all be one speaker's, and at least two -- or, naming an enrolled
         ``speaker``, with that speaker's training statistics (any number of waves)."""
-        if speaker is not None:
-            self.check_speaker(speaker)
+        self.check_group(len(waves), speaker)
         if not waves:
             return np.zeros((0, len(self.model.head.bias)))
-        if self.speaker_norm and speaker is None and len(waves) < 2:
-            raise UserError(
-                "this model standardises each speaker with the speaker's own statistics (speaker_norm): "
-                "give it at least two recordings (or windows) of one speaker"
-            )
         features = torch.stack(encode_waves(self.model, waves, self.maxlen))
         # one group: the named (enrolled, so speaker_norm) speaker's training statistics, or
         # the waves' own

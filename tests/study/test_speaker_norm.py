@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from conftest import assert_one_line_error
-from serbench.errors import ModelError, UserError
+from serbench.errors import UserError
 from serbench.spec import parse_job
 from serbench.study.study import Study
 
@@ -67,13 +67,23 @@ def test_the_saved_model_standardises_one_speakers_recordings_together(study, em
     assert [p.probabilities for p in model.predict_files(files[:3])] == [p.probabilities for p in alone]
     with pytest.raises(UserError, match="at least two recordings"):
         model.predict_files(files[:1], cut=True)
-    with pytest.raises(ModelError, match="speaker_norm"):
-        export_onnx(out)
+
+    export_onnx(out)  # features, statistics and head graphs: the same rule in onnxruntime
+    onnx = load_model(out, runtime="onnx")
+    assert onnx.info.training.params["speaker_norm"] is True and onnx.scorer.speaker_norm
+    for torch_prediction, onnx_prediction in zip(together, onnx.predict_files(files)):
+        assert list(onnx_prediction.probabilities.values()) == pytest.approx(list(torch_prediction.probabilities.values()), abs=1e-4)
+    assert [p.label for p in onnx.predict_files(files[:3])] == [p.label for p in alone]
+    with pytest.raises(UserError, match="at least two recordings"):
+        onnx.predict_files(files[:1], cut=True)
 
 
 ENROLLED_JOB = {
     **{k: v for k, v in JOB.items() if k != "transfer"},
     "name": "speaker_enrolment",
+    # a learned layer mix: its per-layer statistics are what each speaker's standardisation
+    # carries (the saved model and its ONNX graphs)
+    "backbone": {"name": "whisper", "source": "openai/whisper-tiny.en", "options": {"layers": "weighted"}},
     "dataset": {
         "name": "emodb",
         "protocol": {"name": "holdout", "test_fraction": 0.25, "val_fraction": 0.25},
@@ -127,5 +137,15 @@ def test_the_saved_model_scores_an_enrolled_speaker_as_its_test_split_was_scored
     with pytest.raises(UserError, match=r"enrolled: none \(trained without speaker_enrolment\)"):
         load_model(out / "own").predict_files([emodb_root / mine[0].id], speaker=speaker)
     code, _, err = cli("predict", out / "enrolled", emodb_root / mine[0].id, "--speaker", "99")
+    assert_one_line_error(code, err, "--speaker 99", "not a speaker this model enrolled")
+
+    code, _, err = cli("export", out / "enrolled", "--format", "onnx")
+    assert code == 0, err
+    onnx = load_model(out / "enrolled", runtime="onnx")
+    assert onnx.scorer.enrolled == model.scorer.enrolled
+    predicted = onnx.predict_files([emodb_root / p.id for p in mine], cut=True, speaker=speaker)
+    for recorded, prediction in zip(mine, predicted):
+        assert list(prediction.probabilities.values()) == pytest.approx(recorded.probabilities, abs=1e-4)
+    code, _, err = cli("predict", out / "enrolled", emodb_root / mine[0].id, "--speaker", "99", "--runtime", "onnx")
     assert_one_line_error(code, err, "--speaker 99", "not a speaker this model enrolled")
     assert "--speaker ID" in (out / "enrolled" / "model" / "README.md").read_text(encoding="utf-8")
