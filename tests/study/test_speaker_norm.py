@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from conftest import assert_one_line_error
-from serbench.errors import UserError
+from serbench.errors import ModelError, UserError
 from serbench.spec import parse_job
 from serbench.study.study import Study
 
@@ -76,6 +76,10 @@ def test_the_saved_model_standardises_one_speakers_recordings_together(study, em
     assert [p.label for p in onnx.predict_files(files[:3])] == [p.label for p in alone]
     with pytest.raises(UserError, match="at least two recordings"):
         onnx.predict_files(files[:1], cut=True)
+    head = onnx.folder / "model.head.onnx"
+    head.write_bytes(head.read_bytes() + b"\0")  # each graph of the three is checked
+    with pytest.raises(ModelError, match=r"model\.head\.onnx: its sha256 differs"):
+        load_model(out, runtime="onnx")
 
 
 ENROLLED_JOB = {
