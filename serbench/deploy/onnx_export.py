@@ -274,9 +274,12 @@ def _quiet():
 
 
 def _probes(maxlen: int, rate: int) -> list[np.ndarray]:
-    """Seeded noise of :data:`PROBE_SECONDS` (each at most ``maxlen``), shortest first."""
+    """Seeded noise of :data:`PROBE_SECONDS` (each at most ``maxlen``), shortest first;
+    two at least (a ``speaker_norm`` model scores a group of two or more), even when
+    ``maxlen`` cuts every probe to one length."""
     rng = np.random.default_rng(0)
     lengths = sorted({min(maxlen, round(s * rate)) if s is not None else maxlen for s in PROBE_SECONDS})
+    lengths = lengths if len(lengths) > 1 else lengths * 2
     return [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
 
 

@@ -268,3 +268,13 @@ def test_export_bad_input_is_one_line(cli, tmp_path):
     assert_one_line_error(code, err, "neither a model folder")
     code, _, err = cli("export", tmp_path)
     assert_one_line_error(code, err, "--format")
+
+
+def test_the_probes_are_two_signals_at_least_when_maxlen_cuts_them_to_one_length():
+    """A ``speaker_norm`` export traces and checks its group graphs on the probes as one
+    speaker's recordings: they must be a group of two or more, whatever ``maxlen``."""
+    from serbench.deploy.onnx_export import _probes
+
+    short = _probes(3200, 16000)  # maxlen 0.2 s: under the shortest probe
+    assert [len(p) for p in short] == [3200, 3200] and not np.array_equal(*short)
+    assert [len(p) for p in _probes(24000, 16000)] == [4000, 16000, 24000]
