@@ -108,11 +108,13 @@ MEASURED_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "ran
                     "grid_emodb_whisper": 12.3, "hyperopt_emodb_whisper": 8.2,
                     # 10 folds x 20 head-only trials on cached whisper-base features (four
                     # backbone configurations, augmented copies included), folds two at a
-                    # time: 26.1 minutes of wall clock on 2 CPUs, for about 9 of them beside
-                    # two levers jobs (so an upper bound)
-                    "loso_emodb_whisper": 52.2,
+                    # time on 2 CPUs: 26.1 minutes of wall clock, for about 9 of them beside
+                    # two levers jobs (2026-12-03, seed 0); 7.4 alone, warm (2026-12-04,
+                    # seed 1); the mean of the two, in one-core minutes
+                    "loso_emodb_whisper": 33.5,
                     # the same with three validation folds per trial: 35.0 minutes, alone
-                    LOSO_CV_JOB: 70.0,
+                    # (2026-12-03); 22.1 alone, cold, on a faster day (2026-12-04); the mean
+                    LOSO_CV_JOB: 57.1,
                     # 20 head-only trials on cached whisper-base features (four backbone
                     # configurations, augmented copies included): 3.9 minutes cold, 1.8-2.6 warm
                     # (2026-12-02); with speaker_enrolment searched too, two at a time on 2
@@ -1040,28 +1042,24 @@ def loso(report: Report, group: str = LOSO_JOB) -> list[str]:
 
 
 def _paired_by_fold(row, other) -> str:
-    """The test BCA of ``row``'s first seed against ``other``'s on the same seed, paired by
-    test speaker: mean difference and the Wilcoxon signed-rank test."""
+    """The test BCA of ``row`` against ``other``'s, paired by seed and test speaker over
+    the seeds both ran: mean difference and the Wilcoxon signed-rank test."""
     from serbench.leaderboard.stats import paired_test
 
-    def by_speaker(run) -> dict[int, float]:
-        return {int(fold.test_speakers[0]): fold.test.bca for fold in run.result.folds if fold.test}
+    def by_seed_and_speaker(of) -> dict[tuple[int, int], float]:
+        return {(int(run.result.spec["seed"]), int(fold.test_speakers[0])): fold.test.bca
+                for run in of.runs for fold in run.result.folds if fold.test}
 
-    def by_seed(of) -> dict[int, object]:
-        return {int(run.result.spec["seed"]): run for run in of.runs}
-
-    runs, others = by_seed(row), by_seed(other)
-    seeds = sorted(set(runs) & set(others))
-    if not seeds:
-        return f"No seed shared with `{LOSO_JOB}`: nothing to pair."
-    seed = seeds[0]
-    mine, theirs = by_speaker(runs[seed]), by_speaker(others[seed])
+    mine, theirs = by_seed_and_speaker(row), by_seed_and_speaker(other)
     shared = sorted(set(mine) & set(theirs))
-    difference = statistics.fmean(mine[s] - theirs[s] for s in shared) if shared else float("nan")
-    test = paired_test({"twin": mine, "one pair": theirs})
+    if not shared:
+        return f"No seed shared with `{LOSO_JOB}`: nothing to pair."
+    seeds = sorted({seed for seed, _ in shared})
+    difference = statistics.fmean(mine[key] - theirs[key] for key in shared)
+    test = paired_test({"twin": {key: mine[key] for key in shared}, "one pair": {key: theirs[key] for key in shared}})
     verdict = f"Wilcoxon signed-rank p = {test.p_value:.4g}" if test.p_value is not None else test.note
-    return (f"Paired by test speaker with `{LOSO_JOB}` (seed {seed}, {len(shared)} speakers): "
-            f"{difference:+.3f} in test BCA on average; {verdict}.")
+    return (f"Paired by seed and test speaker with `{LOSO_JOB}` (seed{'s' if len(seeds) > 1 else ''} "
+            f"{', '.join(map(str, seeds))}; {len(shared)} pairs): {difference:+.3f} in test BCA on average; {verdict}.")
 
 
 def _study_to_best(run) -> tuple[float | None, float | None]:

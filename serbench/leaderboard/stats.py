@@ -188,7 +188,7 @@ class PairedTest:
 
 def paired_test(values: dict[str, dict[int, float]]) -> PairedTest:
     """``values``: engine -> seed -> value, for two or more engines; only the seeds every
-    engine has are paired."""
+    engine has are paired. A seed may be any sortable key (e.g. ``(seed, test speaker)``)."""
     engines = list(values)
     if len(engines) < 2:
         raise ValueError("a paired comparison needs two or more engines")

@@ -1,12 +1,13 @@
 """``bench/paper_tables.py``: the plan of seed variants it runs, and the report it builds
 from real results.
 
-Six real tiny studies (EmoDB subset, whisper-tiny.en frozen, two trials; about a minute on
+Real tiny studies (EmoDB subset, whisper-tiny.en frozen, two trials; about a minute on
 2 CPUs) are run in-process under the names the report runs its jobs as: random and optuna
-search on seeds 0 and 1, the select_on: test copy of random search on seed 0, and a
-transfer study on seed 0 scored on ravdess-mini zero-shot and corpus-adapted. The report
-is then built from that folder with ``--from`` (no Ray), and every figure checked against
-the result files, recomputed with the leaderboard's statistics.
+search on seeds 0 and 1, the select_on: test copy of random search on seed 0, a library
+default and the levers job on seed 0, two-fold LOSO and its validation-folds twin on
+seeds 0 and 1, and transfer studies on seed 0 scored on ravdess-mini zero-shot and
+adapted. The report is then built from that folder with ``--from`` (no Ray), and every
+figure checked against the result files, recomputed with the leaderboard's statistics.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def results(tmp_path_factory, monkeypatch_module):
     jobs.append(_job("random_emodb_whisper_optimistic_seed0", 0, "random", select_on="test"))
     jobs.append(_job("optuna_default_emodb_whisper_seed0", 0, "optuna"))
     jobs[-1]["engine"]["options"] = {"n_startup_trials": 10}  # a library default: one seed only
-    for name, folds in (("loso_emodb_whisper_seed0", 1), ("loso_cv_emodb_whisper_seed0", 2)):
-        jobs.append(_job(name, 0, "random", dataset={
+    for name, seed, folds in (("loso_emodb_whisper_seed0", 0, 1), ("loso_cv_emodb_whisper_seed0", 0, 2),
+                              ("loso_emodb_whisper_seed1", 1, 1), ("loso_cv_emodb_whisper_seed1", 1, 2)):
+        jobs.append(_job(name, seed, "random", dataset={
             "name": "emodb", "subset": {"per_class": 12},
             "protocol": {"name": "loso", "folds": ["03", "08"], "val_speakers": 2, "val_folds": folds}}))
     jobs.append(_job("levers_emodb_whisper_seed0", 0, "optuna"))
@@ -104,9 +106,9 @@ def test_the_protocol_table_says_which_seeds_each_row_ran_and_the_memory_per_tri
     markdown, _ = report
     cells = {row[0]: row[2] for row in table_cells(section(markdown, "How the protocols differ"))}
     # in the report's row order; the rows of one seed set together
-    assert cells["seeds"].startswith("seeds 0, 1: `optuna_emodb_whisper`, `random_emodb_whisper`; "
-                                     "seed 0: `optuna_default_emodb_whisper`, `levers_emodb_whisper`, `loso_emodb_whisper`, "
-                                     "`loso_cv_emodb_whisper`, `transfer_emodb_ravdess`, "
+    assert cells["seeds"].startswith("seeds 0, 1: `optuna_emodb_whisper`, `random_emodb_whisper`, `loso_emodb_whisper`, "
+                                     "`loso_cv_emodb_whisper`; "
+                                     "seed 0: `optuna_default_emodb_whisper`, `levers_emodb_whisper`, `transfer_emodb_ravdess`, "
                                      "`transfer_levers_emodb_ravdess`, `random_emodb_whisper_optimistic` (")
     caps = {result(results, path.parent.name)["resources"]["memory_requested_gb"]
             for path in results.glob("*/result.json")}
@@ -184,18 +186,21 @@ def test_the_levers_section_lists_what_each_seed_chose_and_marks_transductive_sc
     assert "Paired by seed with Table 5's first row" in table and "not enough paired seeds" in table
 
 
-def test_the_validation_folds_twin_of_loso_is_paired_by_test_speaker(results, report):
+def test_the_validation_folds_twin_of_loso_is_paired_by_seed_and_test_speaker(results, report):
     markdown, _ = report
     table = section(markdown, "Speaker-independent: nested leave one speaker out, 2 validation folds per trial")
-    twin, one = (result(results, f"{group}_seed0") for group in ("loso_cv_emodb_whisper", "loso_emodb_whisper"))
-    assert twin["spec"]["dataset"]["protocol"]["val_folds"] == 2
-    assert all(len(trial["val_folds"]) == 2 for trial in twin["trials"])
-    differences = [a["test"]["bca"] - b["test"]["bca"] for a, b in zip(twin["folds"], one["folds"])]
-    assert [f["test_speakers"] for f in twin["folds"]] == [f["test_speakers"] for f in one["folds"]] == [["03"], ["08"]]
-    expected = paired_test({"twin": dict(enumerate(a["test"]["bca"] for a in twin["folds"])),
-                            "one": dict(enumerate(b["test"]["bca"] for b in one["folds"]))})
-    line = next(line for line in table.splitlines() if line.startswith("Paired by test speaker"))
-    assert f"{statistics.fmean(differences):+.3f} in test BCA" in line and "2 speakers" in line
+    twin, one = {}, {}
+    for seed in (0, 1):
+        cv, plain = (result(results, f"{group}_seed{seed}") for group in ("loso_cv_emodb_whisper", "loso_emodb_whisper"))
+        assert cv["spec"]["dataset"]["protocol"]["val_folds"] == 2
+        assert all(len(trial["val_folds"]) == 2 for trial in cv["trials"])
+        assert [f["test_speakers"] for f in cv["folds"]] == [f["test_speakers"] for f in plain["folds"]] == [["03"], ["08"]]
+        twin.update({(seed, i): fold["test"]["bca"] for i, fold in enumerate(cv["folds"])})
+        one.update({(seed, i): fold["test"]["bca"] for i, fold in enumerate(plain["folds"])})
+    expected = paired_test({"twin": twin, "one": one})
+    line = next(line for line in table.splitlines() if line.startswith("Paired by seed and test speaker"))
+    assert f"{statistics.fmean(twin[k] - one[k] for k in twin):+.3f} in test BCA" in line
+    assert "(seeds 0, 1; 4 pairs)" in line
     assert (f"p = {expected.p_value:.4g}" if expected.p_value is not None else expected.note) in line
 
 
