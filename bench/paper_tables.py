@@ -109,9 +109,9 @@ MEASURED_MINUTES = {"ax_emodb_whisper": 19.6, "optuna_emodb_whisper": 16.2, "ran
                     # 10 folds x 20 head-only trials on cached whisper-base features (four
                     # backbone configurations, augmented copies included), folds two at a
                     # time on 2 CPUs: 26.1 minutes of wall clock, for about 9 of them beside
-                    # two levers jobs (2026-12-03, seed 0); 7.4 alone, warm (2026-12-04,
-                    # seed 1); the mean of the two, in one-core minutes
-                    "loso_emodb_whisper": 33.5,
+                    # two levers jobs (2026-12-03, seed 0); alone, warm, 7.4, 7.0, 12.1 and
+                    # 12.8 (2026-12-04, seeds 1-4); the mean of the five, in one-core minutes
+                    "loso_emodb_whisper": 26.2,
                     # the same with three validation folds per trial: 35.0 minutes, alone
                     # (2026-12-03); 22.1 alone, cold, on a faster day (2026-12-04); the mean
                     LOSO_CV_JOB: 57.1,
