@@ -81,8 +81,14 @@ class OnnxScorer(SpeakerRule):
         self.maxlen = maxlen
         self.classes = classes
         self.graphs = speaker_norm
-        self.speaker_norm = speaker_norm is not None
-        self.enrolment = speaker_norm.enrolment if speaker_norm else {}
+
+    @property
+    def speaker_norm(self) -> bool:
+        return self.graphs is not None
+
+    @property
+    def enrolment(self) -> dict[str, dict[str, np.ndarray]]:
+        return self.graphs.enrolment if self.graphs is not None else {}
 
     @classmethod
     def load(cls, folder: Path, backbone: "Backbone", info: ModelInfo) -> "OnnxScorer":
